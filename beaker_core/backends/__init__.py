@@ -1,0 +1,119 @@
+"""The backend contract: bytes under string keys, with an optional time to live.
+
+A backend is deliberately small. Serialization, the cache envelope, namespaces, generations and locking live in the
+core, so every backend gets them for free. A backend subclasses :class:`Backend` and implements ``get``, ``set``,
+``delete`` and ``touch``; the rest have working defaults that a backend overrides when its store can do better
+(``get_many`` in one round trip, an atomic ``add`` or ``incr``).
+
+Keys are ``str`` (any characters, any length: a backend that cannot store a key as it is maps it, for example by
+hashing). Values are ``bytes``, unless the backend sets ``stores_objects = True``, in which case the core hands it
+Python objects and skips serialization (the memory backend does this, so that a hit costs no decoding). A ``ttl`` is
+a positive number of seconds, or ``None`` for no expiry.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Iterator
+
+from ..exceptions import ConfigurationError
+
+
+class Backend:
+    #: the name the backend is registered under (for messages)
+    name = "backend"
+    #: the lock type used for stampede protection and session saves unless configuration says otherwise
+    preferred_lock = "thread"
+    #: values are kept as Python objects: the core does not serialize them
+    stores_objects = False
+    #: data is visible to other processes (file, dbm, network stores), so cross-process invalidation must be read
+    shared = True
+    #: the largest value the store accepts, in bytes, or None
+    max_value_size: int | None = None
+
+    def get(self, key: str) -> Any:
+        """The value stored under ``key``, or ``None`` when there is none or it has expired."""
+        raise NotImplementedError
+
+    def get_many(self, keys: Iterable[str]) -> list[Any]:
+        """Values for ``keys``, in order, ``None`` for the missing ones."""
+        return [self.get(key) for key in keys]
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``, replacing what was there; expire it after ``ttl`` seconds."""
+        raise NotImplementedError
+
+    def set_many(self, items: dict[str, Any], ttl: float | None = None) -> None:
+        for key, value in items.items():
+            self.set(key, value, ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; return whether it was stored.
+
+        The default is not atomic between processes; backends with a native add override it.
+        """
+        if self.get(key) is not None:
+            return False
+        self.set(key, value, ttl)
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether something was removed."""
+        raise NotImplementedError
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        """Give ``key`` a new time to live without rewriting its value; return whether the key exists."""
+        raise NotImplementedError
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the integer stored under ``key`` (created at 0) and return the result.
+
+        The default reads then writes; backends with an atomic increment override it. The core only uses it for
+        generation counters, where a lost increment between two concurrent invalidations is harmless (both moved
+        the generation past every value cached before them).
+        """
+        current = self.get(key)
+        value = (int(current) if current is not None else 0) + delta
+        self.set(key, str(value).encode("ascii"))
+        return value
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every live key starting with ``prefix`` (for cleanup tools); optional."""
+        raise NotImplementedError(f"the {self.name} backend cannot enumerate its keys")
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix``; return how many were removed."""
+        removed = 0
+        for key in list(self.keys(prefix)):
+            removed += bool(self.delete(key))
+        return removed
+
+    def cleanup(self) -> int:
+        """Remove expired entries the store does not expire by itself; return how many."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def describe(self) -> str:
+        """Where the data lives, for error messages (never including a password)."""
+        return f"{self.name} backend"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+def check_ttl(ttl: Any) -> float | None:
+    """Validate a ttl argument: None, or a positive number of seconds."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+        raise ConfigurationError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
+    return ttl
+
+
+def deadline(ttl: float | None, now=time.time) -> float | None:
+    return None if ttl is None else now() + check_ttl(ttl)

@@ -1,0 +1,114 @@
+"""The ``memory`` backend: a dict in this process."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator
+
+from ..util import coerce_int
+from . import Backend, deadline
+
+
+class MemoryBackend(Backend):
+    """Values kept in a dict of this process, as Python objects (no serialization on a hit).
+
+    :param max_entries: keep at most this many entries, evicting the least recently used; unbounded if unset.
+
+    Reads take no lock (a dict lookup is atomic under the GIL); writes and evictions do. A value read back is the
+    object that was stored, as with Beaker's and dogpile's memory backends: mutating it mutates the cached value.
+    """
+
+    name = "memory"
+    stores_objects = True
+    shared = False
+
+    def __init__(self, max_entries: Any = None, **unknown: Any):
+        if unknown:
+            from ..util import unknown_options
+            unknown_options("memory", unknown, ("max_entries",))
+        self.max_entries = coerce_int("max_entries", max_entries, minimum=1) if max_entries is not None else None
+        self._data: dict[str, tuple[Any, float | None]] = OrderedDict() if self.max_entries else {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, _now=time.time) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires = item[1]
+        if expires is not None and expires <= _now():
+            with self._lock:
+                if self._data.get(key) is item:
+                    del self._data[key]
+            return None
+        if self.max_entries:
+            try:
+                self._data.move_to_end(key)
+            except KeyError:
+                pass
+        return item[0]
+
+    def get_many(self, keys: Iterable[str]) -> list[Any]:
+        get = self.get
+        return [get(key) for key in keys]
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        item = (value, deadline(ttl))
+        with self._lock:
+            self._data[key] = item
+            if self.max_entries:
+                self._data.move_to_end(key)
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        with self._lock:
+            if self.get(key) is not None:
+                return False
+            self._data[key] = (value, deadline(ttl))
+            if self.max_entries:
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+            return True
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return self._data.pop(key, None) is not None
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None or (item[1] is not None and item[1] <= time.time()):
+                return False
+            self._data[key] = (item[0], deadline(ttl))
+            return True
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        with self._lock:
+            item = self._data.get(key)
+            value = (int(item[0]) if item is not None else 0) + delta
+            self._data[key] = (value, None)
+            return value
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        now = time.time()
+        return iter([key for key, (_, expires) in list(self._data.items())
+                     if key.startswith(prefix) and (expires is None or expires > now)])
+
+    def cleanup(self) -> int:
+        now = time.time()
+        with self._lock:
+            expired = [key for key, (_, expires) in self._data.items() if expires is not None and expires <= now]
+            for key in expired:
+                del self._data[key]
+        return len(expired)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def describe(self) -> str:
+        return "memory backend (this process)"

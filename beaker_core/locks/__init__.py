@@ -1,0 +1,122 @@
+"""Locks: named, with a timeout, usable as context managers.
+
+A lock type is registered through the ``beaker_register_locks`` hook as a factory called as
+``factory(name, *, backend=None, expire=30.0, timeout=..., **options)``. ``name`` identifies what is locked (a cache
+key, a session id); two lock objects with the same name and configuration exclude each other, across whatever scope
+the lock type covers: ``thread`` (one process), ``file`` (processes on one machine), network locks (every process
+that reaches the server). ``expire`` bounds how long a distributed lock survives a holder that crashed.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..exceptions import ConfigurationError, LockTimeout
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_EXPIRE = 30.0
+
+
+class Lock:
+    """Base class. ``acquire`` returns whether the lock was taken; ``with lock:`` raises LockTimeout instead."""
+
+    kind = "lock"
+
+    def __init__(self, name: str, *, backend: Any = None, expire: float = DEFAULT_EXPIRE,
+                 timeout: float = DEFAULT_TIMEOUT, **options: Any):
+        if options:
+            from ..util import unknown_options
+            unknown_options(f"the {self.kind} lock", options, ())
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a lock name must be a non-empty string, not {name!r}")
+        self.name = name
+        self.expire = expire
+        self.timeout = timeout
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Lock":
+        if not self.acquire(True, self.timeout):
+            raise LockTimeout(f"could not acquire the {self.kind} lock {self.name!r} within {self.timeout} seconds")
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class NullLock(Lock):
+    """Always acquired at once; for stores that need no coordination."""
+
+    kind = "null"
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class _NamedLocks:
+    """Process-wide ``threading.Lock`` objects by name, dropped when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}  # name -> [lock, users]
+
+    def checkout(self, name: str) -> threading.Lock:
+        with self._guard:
+            entry = self._locks.get(name)
+            if entry is None:
+                entry = self._locks[name] = [threading.Lock(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def checkin(self, name: str) -> None:
+        with self._guard:
+            entry = self._locks.get(name)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._locks[name]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+_named_locks = _NamedLocks()
+
+
+class ThreadLock(Lock):
+    """Excludes the threads of this process that use the same name."""
+
+    kind = "thread"
+
+    def __init__(self, name: str, **options: Any):
+        super().__init__(name, **options)
+        self._held: threading.Lock | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        lock = _named_locks.checkout(self.name)
+        if not blocking:
+            taken = lock.acquire(False)
+        else:
+            taken = lock.acquire(True, -1 if timeout is None else max(timeout, 0))
+        if taken:
+            self._held = lock
+        else:
+            _named_locks.checkin(self.name)
+        return taken
+
+    def release(self) -> None:
+        lock, self._held = self._held, None
+        if lock is None:
+            raise RuntimeError(f"release of the unheld lock {self.name!r}")
+        lock.release()
+        _named_locks.checkin(self.name)

@@ -1,0 +1,187 @@
+"""Configuration: Beaker's ``cache.*`` and ``session.*`` keys, parsed and checked.
+
+Values usually arrive as strings from an INI file, so every coercion accepts the string form, and every wrong value
+raises :class:`~beaker_core.exceptions.ConfigurationError` naming the option.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+from typing import Any, Iterable, Mapping
+
+from .exceptions import ConfigurationError
+
+_TRUE = {"true", "yes", "on", "y", "t", "1"}
+_FALSE = {"false", "no", "off", "n", "f", "0", ""}
+
+
+def asbool(value: Any, name: str = "value") -> bool:
+    """Beaker's truth rules: bools, numbers, and the strings true/yes/on/1 and false/no/off/0."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    if value is None:
+        return False
+    raise ConfigurationError(f"{name} must be a boolean (true/false), not {value!r}")
+
+
+def coerce_bool(name: str, value: Any) -> bool:
+    return asbool(value, name)
+
+
+def coerce_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an integer, not {value!r}")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+        if not isinstance(value, (int, str)) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be an integer, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def coerce_float(name: str, value: Any, *, minimum: float | None = None, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number, not {value!r}")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def coerce_expire(name: str, value: Any) -> float | None:
+    """An expiry in seconds: a positive number, a timedelta, or None / "none" for never."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    seconds = coerce_float(name, value)
+    if seconds <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+def coerce_list(name: str, value: Any) -> list[str]:
+    """A list given as a list, or as a string separated by commas (and/or whitespace)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part for part in value.replace(",", " ").split() if part]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(part, str) for part in value):
+            raise ConfigurationError(f"{name} must be a list of strings, not {value!r}")
+        return list(value)
+    raise ConfigurationError(f"{name} must be a list or a comma-separated string, not {value!r}")
+
+
+def coerce_str(name: str, value: Any, *, allow_none: bool = True) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+def unknown_options(owner: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise for options nobody understands, listing the ones that are understood."""
+    raise ConfigurationError(
+        f"unknown option(s) for {owner}: {', '.join(sorted(map(str, options)))} "
+        f"(accepted: {', '.join(sorted(known)) or 'none'})")
+
+
+# Options the caching layer reads itself; everything else goes to the backend's constructor.
+_CACHE_COERCIONS = {
+    "type": lambda name, value: coerce_str(name, value),
+    "expire": coerce_expire,
+    "enabled": coerce_bool,
+    "key_length": lambda name, value: coerce_int(name, value, minimum=16),
+    "fail_open": coerce_bool,
+    "lock_timeout": lambda name, value: coerce_float(name, value, minimum=0.0),
+    "lock_type": lambda name, value: coerce_str(name, value),
+    "serializer": lambda name, value: coerce_str(name, value),
+    "stale_ttl": lambda name, value: coerce_float(name, value, minimum=0.0, allow_none=True),
+    "data_dir": lambda name, value: coerce_str(name, value),
+    "lock_dir": lambda name, value: coerce_str(name, value),
+}
+
+
+def coerce_cache_params(params: dict[str, Any], prefix: str = "cache.") -> dict[str, Any]:
+    """Coerce the caching layer's own options in place (and return ``params``)."""
+    for key, coerce in _CACHE_COERCIONS.items():
+        if key in params:
+            params[key] = coerce(prefix + key, params[key])
+    if "regions" in params:
+        params["regions"] = coerce_list(prefix + "regions", params["regions"])
+    return params
+
+
+def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool = True) -> dict[str, Any]:
+    """Turn ``cache.*`` / ``beaker.cache.*`` keys into keyword arguments for :class:`~beaker_core.cache.CacheManager`.
+
+    ``cache.regions = short_term, long_term`` with ``cache.short_term.expire = 60`` becomes
+    ``cache_regions={'short_term': {...}}``; each region inherits the top-level type, directories, expiry,
+    ``enabled`` and ``key_length``, and overrides what it names.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(f"configuration must be a mapping, not {type(config).__name__}")
+    options: dict[str, Any] = {}
+    if include_defaults:
+        options.update(type="memory", data_dir=None, expire=None, log_file=None)
+    for key, value in config.items():
+        if not isinstance(key, str):
+            continue
+        if key.startswith("beaker.cache."):
+            options[key[len("beaker.cache."):]] = value
+        elif key.startswith("cache."):
+            options[key[len("cache."):]] = value
+    coerce_cache_params(options)
+    if include_defaults:
+        options.setdefault("enabled", True)
+    regions = options.pop("regions", None)
+    if regions:
+        region_configs: dict[str, dict[str, Any]] = {}
+        for region in regions:
+            region_options = {
+                "type": options.get("type"),
+                "data_dir": options.get("data_dir"),
+                "lock_dir": options.get("lock_dir"),
+                "expire": options.get("expire"),
+                "enabled": options.get("enabled", True),
+                "key_length": options.get("key_length", 250),
+            }
+            region_prefix = region + "."
+            for key in [key for key in options if key.startswith(region_prefix)]:
+                region_options[key[len(region_prefix):]] = options.pop(key)
+            coerce_cache_params(region_options, prefix=f"cache.{region}.")
+            region_configs[region] = region_options
+        options["cache_regions"] = region_configs
+    return options
+
+
+def sha1(text: str | bytes) -> str:
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return hashlib.sha1(text).hexdigest()
+
+
+def func_namespace(func: Any) -> str:
+    """Beaker's namespace for a function: its module and qualified name."""
+    module = getattr(func, "__module__", None) or "__main__"
+    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', repr(func)))}"
