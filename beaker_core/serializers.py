@@ -83,7 +83,7 @@ _BASE_ENCODERS = (
     (bool, bool),
     (int, int),
     (float, float),
-    (str, str),
+    (str, str.__str__),  # str() of a (str, Enum) member would give "Cls.NAME", not its value
     (dict, lambda value: _to_json(dict(value))),
     (list, lambda value: [_to_json(item) for item in value]),
     (tuple, lambda value: _tagged("tuple", [_to_json(item) for item in value])),
@@ -95,7 +95,7 @@ _DECODERS = {
     "tuple": tuple,
     "set": set,
     "frozenset": frozenset,
-    "bytes": lambda value: base64.b64decode(value),
+    "bytes": lambda value: base64.b64decode(value, validate=True),
     "datetime": datetime.datetime.fromisoformat,
     "date": datetime.date.fromisoformat,
     "time": datetime.time.fromisoformat,
@@ -128,14 +128,20 @@ class JSONSerializer(Serializer):
     _decode = json.JSONDecoder(object_hook=_object_hook).decode
 
     def dumps(self, value: Any) -> bytes:
-        return self._encode(_to_json(value)).encode("utf-8")
+        try:
+            return self._encode(_to_json(value)).encode("utf-8")
+        except RecursionError:
+            raise SerializationError(f"a value of type {type(value).__qualname__} contains a reference cycle "
+                                     f"or is nested too deeply to serialize") from None
 
     def loads(self, data: bytes) -> Any:
         try:
-            return self._decode(data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data)
+            return self._decode(bytes(data).decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview))
+                                else data)
         except SerializationError:
             raise
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        # ArithmeticError: a corrupt tagged Decimal or timedelta; RecursionError: absurdly nested input
+        except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RecursionError) as exc:
             raise SerializationError(f"stored data is not valid beaker-core JSON: {exc}") from exc
 
 

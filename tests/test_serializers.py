@@ -1,0 +1,200 @@
+"""The json serializer keeps the types sessions hold; pickle is there, but only for whoever asks for it."""
+import collections
+import datetime
+import decimal
+import enum
+import json
+import pickle
+import uuid
+
+import pytest
+
+from beaker_core.exceptions import SerializationError
+from beaker_core.serializers import TAG, JSONSerializer, PickleSerializer, json_serializer, pickle_serializer
+
+UTC = datetime.timezone.utc
+TAGGED_VALUES = [
+    datetime.datetime(2024, 2, 29, 23, 59, 58, 123456),
+    datetime.datetime(2024, 2, 29, 23, 59, 58, tzinfo=UTC),
+    datetime.datetime(2024, 1, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))),
+    datetime.date(1999, 12, 31),
+    datetime.time(8, 30, 15, 5),
+    datetime.timedelta(days=-2, seconds=5, microseconds=7),
+    b"\x00\xffbinary\n",
+    b"",
+    (1, "two", 3.0),
+    (),
+    {1, 2, 3},
+    frozenset({"a", "b"}),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    decimal.Decimal("3.14159265358979323846264338327950288"),
+    decimal.Decimal("-0.00"),
+]
+
+
+@pytest.mark.parametrize("value", TAGGED_VALUES, ids=lambda value: type(value).__name__)
+def test_each_tagged_type_comes_back_with_its_type(value):
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == value
+    assert type(restored) is type(value)
+
+
+def test_plain_json_values_are_plain_json():
+    value = {"name": "ünïcode ☃", "count": 3, "ratio": 0.5, "flags": [True, False, None], "empty": {}}
+    data = json_serializer.dumps(value)
+    assert json.loads(data.decode("utf-8")) == value  # readable by anything that reads JSON
+    assert json_serializer.loads(data) == value
+
+
+def test_nested_values_keep_their_types_at_every_level():
+    value = {
+        "when": [datetime.date(2020, 1, 1), (datetime.time(1, 2), {b"raw"})],
+        "deep": {"deeper": {"tuple": (1, (2, (3,))), "ids": [uuid.UUID(int=7)]}},
+        "money": {"total": decimal.Decimal("10.50")},
+    }
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == value
+    assert type(restored["deep"]["deeper"]["tuple"][1]) is tuple
+    assert type(restored["when"][1][1]) is set
+
+
+def test_bytearray_comes_back_as_bytes():
+    assert json_serializer.loads(json_serializer.dumps(bytearray(b"abc"))) == b"abc"
+
+
+def test_non_str_keys_keep_their_type():
+    value = {5: "int", 2.5: "float", True: "bool", None: "none", (1, "a"): "tuple", "s": "str",
+             datetime.date(2020, 1, 2): "date", frozenset({1}): "frozenset"}
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == value
+    assert {type(key) for key in restored} == {int, float, bool, type(None), tuple, str, datetime.date, frozenset}
+
+
+def test_a_user_dict_with_the_tag_key_is_not_mistaken_for_a_tag():
+    for value in ({TAG: "tuple", "v": [1, 2]}, {TAG: "anything"}, {"outer": {TAG: "bytes", "v": "AAAA"}}):
+        restored = json_serializer.loads(json_serializer.dumps(value))
+        assert restored == value
+        assert type(restored) is dict
+
+
+def test_subclasses_are_stored_as_their_json_base_type():
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Point(collections.namedtuple("Point", "x y")):
+        pass
+
+    value = {
+        "ordered": collections.OrderedDict([("b", 1), ("a", 2)]),
+        "counter": collections.Counter({"x": 2}),
+        "color": Color.RED,
+        "level": Level.HIGH,
+        "point": Point(1, 2),
+        "list": type("MyList", (list,), {})([1, 2]),
+    }
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == {"ordered": {"b": 1, "a": 2}, "counter": {"x": 2}, "color": "red", "level": 3,
+                        "point": (1, 2), "list": [1, 2]}
+    assert list(restored["ordered"]) == ["b", "a"]
+    assert type(restored["color"]) is str and type(restored["level"]) is int and type(restored["point"]) is tuple
+
+
+def test_a_datetime_subclass_is_stored_as_a_datetime():
+    class Stamp(datetime.datetime):
+        pass
+
+    restored = json_serializer.loads(json_serializer.dumps(Stamp(2021, 5, 6, 7, 8)))
+    assert restored == datetime.datetime(2021, 5, 6, 7, 8)
+    assert type(restored) is datetime.datetime
+
+
+def test_unsupported_type_error_names_the_type_and_suggests_pickle():
+    class Custom:
+        pass
+
+    with pytest.raises(SerializationError) as excinfo:
+        json_serializer.dumps({"key": [Custom()]})
+    message = str(excinfo.value)
+    assert "Custom" in message and __name__.rsplit(".", 1)[-1] in message
+    assert "pickle" in message
+
+
+def test_an_unsupported_dict_key_is_an_error_too():
+    with pytest.raises(SerializationError, match="object"):
+        json_serializer.dumps({object(): 1})
+
+
+def test_a_reference_cycle_is_a_serialization_error():
+    cycle = []
+    cycle.append(cycle)
+    with pytest.raises(SerializationError, match="cycle"):
+        json_serializer.dumps(cycle)
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"{not json",
+    b"\xff\xfe\x00",                                    # not UTF-8
+    b'{"__bk__": "no-such-tag", "v": 1}',
+    b'{"__bk__": "tuple"}',                             # no value
+    b'{"__bk__": "tuple", "v": [1], "extra": 2}',
+    b'{"__bk__": "decimal", "v": "not a number"}',
+    b'{"__bk__": "datetime", "v": "yesterday"}',
+    b'{"__bk__": "uuid", "v": "123"}',
+    b'{"__bk__": "bytes", "v": "***"}',
+    b'{"__bk__": "timedelta", "v": [1]}',
+    b'{"__bk__": "timedelta", "v": [1e300, 0, 0]}',
+    b'{"__bk__": "map", "v": 5}',
+    b'{"__bk__": "set", "v": [[1]]}',                   # an unhashable member
+    b"[" * 100000,
+], ids=lambda data: data[:30].decode("utf-8", "replace"))
+def test_corrupt_data_raises_serialization_error(data):
+    with pytest.raises(SerializationError):
+        json_serializer.loads(data)
+
+
+def test_loads_accepts_bytes_like_objects():
+    data = json_serializer.dumps({"a": (1,)})
+    assert json_serializer.loads(bytearray(data)) == {"a": (1,)}
+    assert json_serializer.loads(memoryview(data)) == {"a": (1,)}
+
+
+def test_json_output_is_compact_utf8():
+    assert json_serializer.dumps({"a": [1, 2], "é": "ü"}) == '{"a":[1,2],"é":"ü"}'.encode("utf-8")
+
+
+class Picklable:
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Picklable) and other.value == self.value
+
+
+def test_pickle_stores_what_json_refuses():
+    value = {"object": Picklable([1, 2]), "when": datetime.datetime(2020, 1, 1)}
+    with pytest.raises(SerializationError):
+        json_serializer.dumps(value)
+    assert pickle_serializer.loads(pickle_serializer.dumps(value)) == value
+
+
+def test_pickle_errors_are_serialization_errors():
+    with pytest.raises(SerializationError, match="pickled"):
+        pickle_serializer.dumps(lambda: None)
+    with pytest.raises(SerializationError, match="unpickled"):
+        pickle_serializer.loads(b"definitely not a pickle")
+
+
+def test_json_never_unpickles():
+    # bytes a client could forge as a pickle are only an error for the json serializer, never executed
+    forged = pickle.dumps(Picklable(1))
+    with pytest.raises(SerializationError):
+        json_serializer.loads(forged)
+
+
+def test_serializers_are_named_as_configuration_refers_to_them():
+    assert JSONSerializer.name == "json" and isinstance(json_serializer, JSONSerializer)
+    assert PickleSerializer.name == "pickle" and isinstance(pickle_serializer, PickleSerializer)
