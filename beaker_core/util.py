@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import inspect
+import math
 from typing import Any, Iterable, Mapping
 
 from .exceptions import ConfigurationError
@@ -45,7 +47,7 @@ def coerce_int(name: str, value: Any, *, minimum: int | None = None, allow_none:
         number = int(value.strip()) if isinstance(value, str) else int(value)
         if not isinstance(value, (int, str)) and number != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(f"{name} must be an integer, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, not {number}")
@@ -59,8 +61,10 @@ def coerce_float(name: str, value: Any, *, minimum: float | None = None, allow_n
         raise ConfigurationError(f"{name} must be a number, not {value!r}")
     try:
         number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be a finite number, not {value!r}")
     if minimum is not None and number < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, not {number}")
     return number
@@ -114,6 +118,7 @@ _CACHE_COERCIONS = {
     "key_length": lambda name, value: coerce_int(name, value, minimum=16),
     "fail_open": coerce_bool,
     "lock_timeout": lambda name, value: coerce_float(name, value, minimum=0.0),
+    "lock_expire": lambda name, value: coerce_float(name, value, minimum=0.001),
     "lock_type": lambda name, value: coerce_str(name, value),
     "serializer": lambda name, value: coerce_str(name, value),
     "stale_ttl": lambda name, value: coerce_float(name, value, minimum=0.0, allow_none=True),
@@ -173,6 +178,33 @@ def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool
             region_configs[region] = region_options
         options["cache_regions"] = region_configs
     return options
+
+
+def fit_options(factory: Any, owner: str, options: Mapping[str, Any], optional: Iterable[str] = ()) -> dict:
+    """The subset of ``options`` to pass to ``factory``: None values dropped, and the ``optional`` names (Beaker's
+    shared ``data_dir``/``lock_dir``, which apply to some backends only) dropped where the factory does not take them.
+    Any other option the factory does not accept raises ConfigurationError listing what it accepts.
+    """
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: pass everything through
+        return {key: value for key, value in options.items() if value is not None}
+    open_ended = any(param.kind is param.VAR_KEYWORD for param in parameters.values())
+    optional = set(optional)
+    accepted: dict[str, Any] = {}
+    rejected: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in parameters or open_ended:
+            accepted[key] = value
+        elif key not in optional:
+            rejected[key] = value
+    if rejected:
+        known = [name for name, param in parameters.items()
+                 if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name != "self"]
+        unknown_options(owner, rejected, known)
+    return accepted
 
 
 def sha1(text: str | bytes) -> str:
