@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -27,6 +28,7 @@ import pluggy
 
 from . import hookspecs
 from .exceptions import ConfigurationError, DuplicatePlugin, PluginLoadError, PluginNotFound
+from .util import fit_options
 
 KINDS = ("backend", "serializer", "lock")
 DISABLE_ENV = "BEAKER_CORE_DISABLE_PLUGINS"
@@ -90,6 +92,11 @@ def _canonical(name: str) -> str:
     return BEAKER_ALIASES.get(name, name)
 
 
+def _normalize(distribution: str) -> str:
+    """A distribution name as packaging compares them: beaker_redis, Beaker.Redis and beaker-redis are one."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def _disabled_from_env() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
@@ -134,11 +141,12 @@ class Registry:
 
     def _load_entry_points(self) -> None:
         disabled = self._disabled if self._disabled is not None else _disabled_from_env()
+        disabled_distributions = {_normalize(name) for name in disabled}
         for entry_point in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             dist = getattr(entry_point, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else "unknown"
             version = dist.version if dist is not None else "unknown"
-            if entry_point.name in disabled or dist_name in disabled:
+            if entry_point.name in disabled or _normalize(dist_name) in disabled_distributions:
                 continue
             try:
                 plugin = entry_point.load()
@@ -158,23 +166,40 @@ class Registry:
     def _add_plugin(self, plugin: Any, plugin_name: str, dist_name: str, version: str) -> None:
         if self._pm.is_registered(plugin) or self._pm.has_plugin(plugin_name):
             return
-        self._pm.register(plugin, name=plugin_name)
+        try:
+            self._pm.register(plugin, name=plugin_name)
+        except Exception as exc:  # e.g. a hookimpl taking the wrong arguments: pluggy refuses the plugin
+            self._record_failure(plugin_name, dist_name, version, exc)
+            return
         for kind, hook_name in _HOOKS.items():
             hook = getattr(self._pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
                 attempted: list[str] = []
+                inserted: list[Registration] = []
 
-                def register(name, factory, aliases=(), _kind=kind, _attempted=attempted):
+                def register(name, factory, aliases=(), _kind=kind, _attempted=attempted, _inserted=inserted):
                     _attempted.append(name)
-                    self._insert(Registration(_kind, name, factory, tuple(aliases), plugin_name, dist_name, version),
-                                 deferred=True)
+                    aliases = tuple(aliases)
+                    _attempted.extend(aliases)
+                    registration = Registration(_kind, name, factory, aliases, plugin_name, dist_name, version)
+                    _inserted.append(registration)
+                    self._insert(registration, deferred=True)
 
                 try:
                     impl.function(register=register)
                 except Exception as exc:
+                    # a hook that raised half way leaves nothing behind: all its names report the error
+                    self._withdraw(inserted)
                     self._record_failure(plugin_name, dist_name, version, exc, attempted)
+
+    def _withdraw(self, registrations: Iterable[Registration]) -> None:
+        for registration in registrations:
+            table = self._tables[registration.kind]
+            for name in (registration.name, *registration.aliases):
+                if table.get(name) is registration:
+                    del table[name]
 
     def _insert(self, registration: Registration, *, deferred: bool) -> None:
         table = self._tables[registration.kind]
@@ -253,6 +278,11 @@ class Registry:
             seen.setdefault(id(registration), registration)
         return sorted(seen.values(), key=lambda reg: reg.name)
 
+    def conflicts(self) -> list[DuplicatePlugin]:
+        """The names two installed plugins both claim (each raises its error when looked up)."""
+        self._ensure_loaded()
+        return list(self._conflicts.values())
+
     def backend_class(self, name: str) -> Callable[..., Any]:
         return self.lookup("backend", name).factory
 
@@ -266,7 +296,9 @@ class Registry:
         """A backend instance for ``name`` and ``options``, shared by every caller asking for the same pair.
 
         Sharing matters: Beaker's memory namespaces are process-wide, and network backends keep one connection
-        pool per URL.
+        pool per URL. Options set to None are left out, and so are Beaker's shared ``data_dir`` and ``lock_dir`` for
+        a backend that does not take them (a memory region in a configuration whose other regions use files); any
+        other option the backend does not take raises ConfigurationError.
         """
         registration = self.lookup("backend", name)
         key = (registration.name, _freeze(options))
@@ -275,7 +307,9 @@ class Registry:
             with self._lock:
                 backend = self._backends.get(key)
                 if backend is None:
-                    backend = registration.factory(**options)
+                    fitted = fit_options(registration.factory, f"the {registration.name} backend", options,
+                                         optional=("data_dir", "lock_dir"))
+                    backend = registration.factory(**fitted)
                     self._backends[key] = backend
         return backend
 

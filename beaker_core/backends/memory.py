@@ -23,10 +23,7 @@ class MemoryBackend(Backend):
     stores_objects = True
     shared = False
 
-    def __init__(self, max_entries: Any = None, **unknown: Any):
-        if unknown:
-            from ..util import unknown_options
-            unknown_options("memory", unknown, ("max_entries",))
+    def __init__(self, max_entries: Any = None):
         self.max_entries = coerce_int("max_entries", max_entries, minimum=1) if max_entries is not None else None
         self._data: dict[str, tuple[Any, float | None]] = OrderedDict() if self.max_entries else {}
         self._lock = threading.Lock()

@@ -23,10 +23,7 @@ class Lock:
     kind = "lock"
 
     def __init__(self, name: str, *, backend: Any = None, expire: float = DEFAULT_EXPIRE,
-                 timeout: float = DEFAULT_TIMEOUT, **options: Any):
-        if options:
-            from ..util import unknown_options
-            unknown_options(f"the {self.kind} lock", options, ())
+                 timeout: float = DEFAULT_TIMEOUT):
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"a lock name must be a non-empty string, not {name!r}")
         self.name = name
@@ -98,8 +95,9 @@ class ThreadLock(Lock):
 
     kind = "thread"
 
-    def __init__(self, name: str, **options: Any):
-        super().__init__(name, **options)
+    def __init__(self, name: str, *, backend: Any = None, expire: float = DEFAULT_EXPIRE,
+                 timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(name, backend=backend, expire=expire, timeout=timeout)
         self._held: threading.Lock | None = None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:

@@ -1,0 +1,642 @@
+"""Caching with Beaker's API: ``Cache``, ``CacheManager``, ``cache_region``, ``region_invalidate``, ``@cache.cache``.
+
+Under the Beaker surface sits one primitive, :meth:`Cache.get_or_create`:
+
+* **one creator per key**: a miss takes the key's lock (the backend's preferred lock: a file lock for the file
+  backend, a redis lock for redis), checks again, and only then runs the creator, so eight processes asking for one
+  cold key run it once;
+* **stale while revalidate**: an expired value stays in the backend a while longer (``stale_ttl``, by default as
+  long again as ``expire``); while one caller recreates it, the others get the stale value instead of waiting;
+* **generations**: ``Cache.clear()`` does not enumerate keys. It increments a counter stored in the backend; every
+  value carries the generation it was created in, and a value from an older generation is a miss. The counter is
+  read in the same round trip as the value (``get_many``), so an invalidation in one process is seen by every
+  other process on its next call. A process-local backend (memory) has no other process to tell, so there
+  ``clear()`` deletes the namespace's keys and reads cost a single lookup;
+* **fail open**: with ``fail_open = true`` a backend error on read or write is logged and the value is computed
+  as if there were no cache.
+
+Values are stored as an envelope: ``(value, created, expire, generation)``. Backends that keep Python objects
+(memory) store that tuple as it is, so a hit costs no decoding; other backends get a 25-byte binary header followed
+by the serializer's bytes.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import struct
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from .exceptions import BeakerError, ConfigurationError, SerializationError
+from .registry import Registry, default_registry
+from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, func_namespace, \
+    parse_cache_config_options, sha1
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Cache", "CacheManager", "CacheMiddleware", "cache_region", "region_invalidate", "cache_regions",
+           "cache_managers"]
+
+#: region name -> region options; filled by every CacheManager created with ``cache_regions`` (as in Beaker)
+cache_regions: dict[str, dict[str, Any]] = {}
+#: shared Cache objects of the module-level decorators, by namespace and options (Beaker's name)
+cache_managers: dict[Any, "Cache"] = {}
+_cache_managers_lock = threading.Lock()
+
+DEFAULT_KEY_LENGTH = 250
+_HEADER = struct.Struct("!Bddq")
+_ENVELOPE_VERSION = 1
+_MISS = object()
+# Options of the caching layer; everything else is handed to the backend.
+_CACHE_OPTIONS = {"expire", "enabled", "key_length", "fail_open", "lock_timeout", "lock_expire", "lock_type",
+                  "serializer", "stale_ttl", "starttime", "log_file", "expiretime"}
+
+
+class Cache:
+    """A namespace of cached values in one backend (Beaker's ``Cache``).
+
+    :param namespace: the namespace; keys of different namespaces never meet.
+    :param type: backend name or alias (``memory``, ``file``, ``dbm``, ``redis``, ``ext:memcached``...).
+    :param expire: default lifetime of a value, in seconds (``expiretime`` is accepted as Beaker's old name).
+    :param serializer: serializer name for backends that store bytes (default ``json``).
+    :param lock_type: lock used by :meth:`get_or_create`; defaults to the backend's preferred lock.
+    :param lock_timeout: seconds a caller waits for another to create a value before creating it itself.
+    :param lock_expire: seconds after which a distributed lock of a crashed creator expires.
+    :param stale_ttl: seconds an expired value is kept to be served while it is recreated (default: ``expire``).
+    :param fail_open: on backend errors, log and compute instead of raising.
+    :param enabled: ``False`` turns caching off: every get is a miss, every put is dropped.
+    :param starttime: values created before this timestamp are treated as expired (Beaker).
+    :param registry: the plugin registry (default: the process-wide one).
+    Any other keyword (``data_dir``, ``lock_dir``, ``url``...) is an option of the backend.
+    """
+
+    def __init__(self, namespace: str, type: str = "memory", expire: Any = None, *, registry: Registry | None = None,
+                 serializer: str = "json", lock_type: str | None = None, lock_timeout: Any = 30.0,
+                 lock_expire: Any = 60.0, fail_open: Any = False, enabled: Any = True, key_length: Any = None,
+                 stale_ttl: Any = None, starttime: float | None = None, expiretime: Any = None,
+                 log_file: Any = None, **backend_options: Any):
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigurationError(f"a cache namespace must be a non-empty string, not {namespace!r}")
+        options = coerce_cache_params({
+            "type": type, "expire": expire if expire is not None else expiretime, "serializer": serializer,
+            "lock_type": lock_type, "lock_timeout": lock_timeout, "lock_expire": lock_expire,
+            "fail_open": fail_open, "enabled": enabled, "stale_ttl": stale_ttl,
+            "key_length": key_length if key_length is not None else DEFAULT_KEY_LENGTH,
+        })
+        self.namespace = namespace
+        self.type = options["type"] or "memory"
+        self.expire = options["expire"]
+        self.enabled = options["enabled"]
+        self.fail_open = options["fail_open"]
+        self.key_length = options["key_length"]
+        self.lock_timeout = options["lock_timeout"]
+        self.lock_expire = options["lock_expire"]
+        self.stale_ttl = options["stale_ttl"]
+        self.starttime = starttime
+        self.registry = registry or default_registry()
+        self.backend = self.registry.open_backend(self.type, **backend_options)
+        self._stores_objects = self.backend.stores_objects
+        self._uses_generations = self.backend.shared
+        self._serializer = None if self._stores_objects else self.registry.serializer(options["serializer"])
+        lock_name = options["lock_type"] or self.backend.preferred_lock
+        lock_class = self.registry.lock_class(lock_name)
+        self._lock_options = fit_options(
+            lock_class, f"the {lock_name} lock",
+            {"lock_dir": backend_options.get("lock_dir") or _default_lock_dir(backend_options)},
+            optional=("lock_dir",))
+        self._lock_class = lock_class
+        # a length prefix keeps ("a:b", "c") and ("a", "b:c") apart
+        self._prefix = f"beaker:{len(namespace)}:{namespace}:"
+        self._generation_key = f"beaker-generation:{len(namespace)}:{namespace}"
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def _read(self, key: str) -> tuple[Any, int]:
+        """The stored envelope for ``key`` (or None) and the namespace's current generation."""
+        backend = self.backend
+        if not self._uses_generations:
+            return backend.get(self._prefix + key), 0
+        raw_generation, raw = backend.get_many((self._generation_key, self._prefix + key))
+        generation = int(raw_generation) if raw_generation is not None else 0
+        if raw is None:
+            return None, generation
+        return self._decode(raw, key), generation
+
+    def _decode(self, raw: Any, key: str) -> Any:
+        if self._stores_objects:
+            return raw
+        try:
+            version, created, expire, generation = _HEADER.unpack_from(raw)
+            if version != _ENVELOPE_VERSION:
+                raise ValueError(f"unknown envelope version {version}")
+            value = self._serializer.loads(memoryview(raw)[_HEADER.size:].tobytes())
+        except (struct.error, ValueError, SerializationError) as exc:
+            log.warning("unreadable cache entry %r in namespace %r (%s): treated as a miss", key, self.namespace, exc)
+            return None
+        return value, created, expire or None, generation
+
+    def _fresh(self, entry: Any, generation: int, expiretime: Any, now: float) -> bool:
+        _, created, expire, entry_generation = entry
+        if entry_generation != generation:
+            return False
+        if expiretime is not None:
+            expire = expiretime
+        if expire and now >= created + expire:
+            return False
+        return self.starttime is None or created >= self.starttime
+
+    def _lookup(self, key: Any, expiretime: Any = None) -> Any:
+        if type(key) is not str:
+            key = _key_string(key)
+        try:
+            entry, generation = self._read(key)
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: read of %r failed, treated as a miss: %s", self.namespace, key, exc)
+            return _MISS
+        if entry is None or not self._fresh(entry, generation, expiretime, time.time()):
+            return _MISS
+        return entry[0]
+
+    def get(self, key: Any, createfunc: Callable[[], Any] | None = None, expiretime: Any = None, **kw: Any) -> Any:
+        """The value under ``key``; created by ``createfunc`` when missing or expired, else KeyError."""
+        if kw:
+            _reject_options("Cache.get", kw)
+        if createfunc is not None:
+            return self.get_or_create(key, createfunc, expiretime)
+        if not self.enabled:
+            raise KeyError(key)
+        value = self._lookup(key, expiretime)
+        if value is _MISS:
+            raise KeyError(key)
+        return value
+
+    get_value = get
+
+    def has_key(self, key: Any) -> bool:
+        return self.enabled and self._lookup(key) is not _MISS
+
+    __contains__ = has_key
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.get(key)
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _encode(self, key: str, value: Any, expire: Any, generation: int) -> Any:
+        created = time.time()
+        if self._stores_objects:
+            return (value, created, expire, generation)
+        try:
+            payload = self._serializer.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(f"cannot cache the value for key {key!r} in namespace {self.namespace!r}: "
+                                     f"{exc}") from exc
+        return _HEADER.pack(_ENVELOPE_VERSION, created, expire or 0.0, generation) + payload
+
+    def _ttl(self, expire: Any) -> float | None:
+        if not expire:
+            return None
+        return expire + (self.stale_ttl if self.stale_ttl is not None else expire)
+
+    def _store(self, key: str, value: Any, expire: Any, generation: int) -> None:
+        envelope = self._encode(key, value, expire, generation)
+        try:
+            self.backend.set(self._prefix + key, envelope, self._ttl(expire))
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: write of %r failed, value not cached: %s", self.namespace, key, exc)
+
+    def _current_generation(self) -> int:
+        if not self._uses_generations:
+            return 0
+        raw = self.backend.get(self._generation_key)
+        return int(raw) if raw is not None else 0
+
+    def put(self, key: Any, value: Any, expiretime: Any = None, **kw: Any) -> None:
+        """Store ``value`` under ``key`` for ``expiretime`` seconds (default: the cache's ``expire``)."""
+        if kw:
+            _reject_options("Cache.put", kw)
+        if not self.enabled:
+            return
+        if type(key) is not str:
+            key = _key_string(key)
+        expire = coerce_expire("expiretime", expiretime) if expiretime is not None else self.expire
+        try:
+            generation = self._current_generation()
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: backend unavailable, %r not cached: %s", self.namespace, key, exc)
+            return
+        self._store(key, value, expire, generation)
+
+    set_value = put
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def remove_value(self, key: Any, **kw: Any) -> None:
+        """Remove ``key`` (no error when it is absent)."""
+        if type(key) is not str:
+            key = _key_string(key)
+        try:
+            self.backend.delete(self._prefix + key)
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: delete of %r failed: %s", self.namespace, key, exc)
+
+    remove = remove_value
+
+    def __delitem__(self, key: Any) -> None:
+        if not self.has_key(key):
+            raise KeyError(key)
+        self.remove_value(key)
+
+    def clear(self) -> None:
+        """Invalidate every value of this namespace, in every process."""
+        try:
+            if self._uses_generations:
+                self.backend.incr(self._generation_key)
+            else:
+                self.backend.delete_prefix(self._prefix)
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: clear failed: %s", self.namespace, exc)
+
+    # -- get or create -----------------------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> Any:
+        return self._lock_class(f"beaker-cache:{self._prefix}{key}", backend=self.backend,
+                                expire=self.lock_expire, timeout=self.lock_timeout, **self._lock_options)
+
+    def get_or_create(self, key: Any, creator: Callable[[], Any], expire: Any = None) -> Any:
+        """The value under ``key``, running ``creator`` once (across threads and processes) when it is missing.
+
+        While one caller recreates an expired value, other callers get the expired value rather than wait.
+        A caller that waits longer than ``lock_timeout`` for another creator runs ``creator`` itself.
+        """
+        if not self.enabled:
+            return creator()
+        if type(key) is not str:
+            key = _key_string(key)
+        if expire is None:
+            expire = self.expire
+        else:
+            expire = coerce_expire("expiretime", expire)
+        try:
+            entry, generation = self._read(key)
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: read of %r failed, computing without the cache: %s", self.namespace, key, exc)
+            return creator()
+        now = time.time()
+        if entry is not None and self._fresh(entry, generation, expire, now):
+            return entry[0]
+        stale = entry is not None and entry[3] == generation and (self.starttime is None or entry[1] >= self.starttime)
+        try:
+            lock = self._lock(key)
+            acquired = lock.acquire(not stale, self.lock_timeout)
+        except Exception as exc:
+            if not self.fail_open:
+                raise
+            log.warning("cache %r: lock for %r unavailable, computing without it: %s", self.namespace, key, exc)
+            return self._create(key, creator, expire, generation)
+        if not acquired:
+            if stale:
+                return entry[0]
+            log.warning("cache %r: waited %ss for another creator of %r; creating it here", self.namespace,
+                        self.lock_timeout, key)
+            return self._create(key, creator, expire, generation)
+        try:
+            entry, generation = self._read(key)
+            if entry is not None and self._fresh(entry, generation, expire, time.time()):
+                return entry[0]
+            return self._create(key, creator, expire, generation)
+        finally:
+            lock.release()
+
+    def _create(self, key: str, creator: Callable[[], Any], expire: Any, generation: int) -> Any:
+        value = creator()
+        self._store(key, value, expire, generation)
+        return value
+
+    # -- Beaker's classmethod for the decorators ---------------------------------------------------------------
+
+    @classmethod
+    def _get_cache(cls, namespace: str, kw: Mapping[str, Any]) -> "Cache":
+        key = (namespace, _frozen(kw))
+        cache = cache_managers.get(key)
+        if cache is None:
+            with _cache_managers_lock:
+                cache = cache_managers.get(key)
+                if cache is None:
+                    cache = cache_managers[key] = cls(namespace, **kw)
+        return cache
+
+    def __repr__(self) -> str:
+        return f"<Cache {self.namespace!r} on {self.backend.describe()}>"
+
+
+def _default_lock_dir(backend_options: Mapping[str, Any]) -> str | None:
+    data_dir = backend_options.get("data_dir")
+    return f"{data_dir}/locks" if data_dir else None
+
+
+def _key_string(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "surrogateescape")
+    return str(key)
+
+
+def _frozen(options: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((key, repr(value)) for key, value in options.items()))
+
+
+def _reject_options(where: str, options: Mapping[str, Any]) -> None:
+    raise ConfigurationError(f"{where}() got unsupported option(s): {', '.join(sorted(options))}")
+
+
+# -- the manager -----------------------------------------------------------------------------------------------
+
+class CacheManager:
+    """Beaker's ``CacheManager``: ``CacheManager(**parse_cache_config_options(config))``."""
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs = dict(kwargs)
+        regions = self.kwargs.pop("cache_regions", None) or {}
+        self.regions = {name: coerce_cache_params(dict(options), prefix=f"cache.{name}.")
+                        for name, options in regions.items()}
+        cache_regions.update(self.regions)
+        self.enabled = coerce_bool("cache.enabled", self.kwargs.pop("enabled", True))
+        self.kwargs.pop("regions", None)
+        self._caches: dict[Any, Cache] = {}
+        self._lock = threading.Lock()
+
+    def get_cache(self, name: str, **kwargs: Any) -> Cache:
+        options = {**self.kwargs, **kwargs}
+        options.setdefault("enabled", self.enabled)
+        key = (name, _frozen(options))
+        cache = self._caches.get(key)
+        if cache is None:
+            with self._lock:
+                cache = self._caches.get(key)
+                if cache is None:
+                    cache = self._caches[key] = Cache(name, **options)
+        return cache
+
+    def get_cache_region(self, name: str, region: str) -> Cache:
+        if region not in self.regions:
+            raise BeakerError(f"Cache region not configured: {region}")
+        return self.get_cache(name, **self.regions[region])
+
+    def region(self, region: str, *args: Any) -> Callable:
+        """Decorate a function to cache its results in ``region`` (see :func:`cache_region`)."""
+        return cache_region(region, *args)
+
+    def region_invalidate(self, namespace: Any, region: str, *args: Any, **kwargs: Any) -> None:
+        return region_invalidate(namespace, region, *args, **kwargs)
+
+    def cache(self, *args: Any, **kwargs: Any) -> Callable:
+        """Decorate a function to cache its results in this manager's cache.
+
+        Positional arguments become part of every key; keyword arguments (``expire``, ``type``...) are cache
+        options, as in Beaker: ``@cache.cache('lookup', expire=60)``.
+        """
+        return _decorator(args, manager=self, options=kwargs, region=None)
+
+    def invalidate(self, func: Callable, *args: Any, **kwargs: Any) -> None:
+        """Remove the value cached by a ``@cache.cache`` function for these arguments.
+
+        As in Beaker, ``args`` are the decorator's arguments followed by the call's; keyword arguments that are cache
+        options (``expire=``, ``type=``, as Beaker's documentation passes them) are ignored, the others are the call's.
+        """
+        spec = _spec_of(func)
+        if spec.region is not None:
+            return region_invalidate(func, spec.region, *args, **kwargs)
+        call_kwargs = {key: value for key, value in kwargs.items()
+                       if key in spec.signature.parameters or key not in _INVALIDATE_OPTIONS}
+        cache = self.get_cache(spec.namespace, **spec.options)
+        cache.remove_value(spec.invalidation_key(args, call_kwargs, spec.key_length(None),
+                                                 getattr(func, "__self__", None)))
+
+
+_INVALIDATE_OPTIONS = _CACHE_OPTIONS | {"type", "data_dir", "lock_dir", "url"}
+
+
+# -- decorators ------------------------------------------------------------------------------------------------
+
+class _KeySpec:
+    """How a decorated function turns its arguments into a cache key.
+
+    Beaker's key is the decorator's arguments and the call's arguments joined by spaces, with ``self`` left out.
+    Beyond Beaker: keyword arguments are bound to the signature (``f(1, limit=2)`` and ``f(1, 2)`` share a key),
+    and a first parameter named ``cls`` is replaced by the class's qualified name, so a cached classmethod called
+    on two subclasses keeps two values.
+    """
+
+    def __init__(self, func: Callable, deco_args: tuple, region: str | None, options: Mapping[str, Any]):
+        self.func = func
+        self.namespace = func_namespace(func)
+        self.deco_args = tuple(str(arg) for arg in deco_args)
+        self.region = region
+        self.options = dict(options)
+        self._key_length = self.options.pop("key_length", None)
+        self.signature = inspect.signature(func)
+        positional = [p for p in self.signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        first = positional[0].name if positional else None
+        self.skip_self = first == "self"
+        self.by_class = first == "cls"
+        self.positional_count = len(positional)
+        self.simple = len(self.signature.parameters) == len(positional)
+        self.names = tuple(param.name for param in positional)
+        self.defaults = tuple(param.default for param in positional)
+
+    def key_length(self, region_options: Mapping[str, Any] | None) -> int:
+        if region_options is not None:
+            return int(region_options.get("key_length") or DEFAULT_KEY_LENGTH)
+        return int(self._key_length or DEFAULT_KEY_LENGTH)
+
+    def parts(self, args: tuple, kwargs: Mapping[str, Any]) -> list:
+        values = self._simple_parts(args, kwargs) if self.simple else None
+        if values is None:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = []
+            for name, param in self.signature.parameters.items():
+                value = bound.arguments.get(name)
+                if param.kind is param.VAR_POSITIONAL:
+                    values.extend(value or ())
+                elif param.kind is param.VAR_KEYWORD:
+                    values.extend(f"{key}={item}" for key, item in sorted((value or {}).items()))
+                elif param.kind is param.KEYWORD_ONLY:
+                    values.append(f"{name}={value}")
+                else:
+                    values.append(value)
+        if self.skip_self and values:
+            del values[0]
+        elif self.by_class and values:
+            owner = values[0]
+            values[0] = f"{owner.__module__}.{owner.__qualname__}" if isinstance(owner, type) else str(owner)
+        return values
+
+    def _simple_parts(self, args: tuple, kwargs: Mapping[str, Any]) -> list | None:
+        """Bind a call to a signature of plain positional-or-keyword parameters, the common case, without
+        ``inspect``; None when the call needs the general path (or is wrong, which the general path reports)."""
+        count = len(args)
+        if count == self.positional_count and not kwargs:
+            return list(args)
+        if count > self.positional_count:
+            return None
+        values = list(args)
+        used = 0
+        empty = inspect.Parameter.empty
+        for index in range(count, self.positional_count):
+            name = self.names[index]
+            if name in kwargs:
+                values.append(kwargs[name])
+                used += 1
+            elif self.defaults[index] is not empty:
+                values.append(self.defaults[index])
+            else:
+                return None
+        if used != len(kwargs):
+            return None
+        return values
+
+    def key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int) -> str:
+        parts = self.parts(args, kwargs)
+        key = " ".join([*self.deco_args, *map(str, parts)]) if parts or self.deco_args else ""
+        if len(key) + len(self.namespace) > key_length:
+            key = sha1(key)
+        return key
+
+    def invalidation_key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int,
+                         bound_to: Any = None) -> str:
+        """The key of a call, from Beaker's invalidation arguments (decorator arguments first, then the call's)."""
+        call_args = tuple(args[len(self.deco_args):])
+        if self.skip_self or self.by_class:
+            call_args = (bound_to, *call_args)
+        return self.key(call_args, kwargs, key_length)
+
+
+def _spec_of(func: Any) -> _KeySpec:
+    spec = getattr(getattr(func, "__func__", func), "_beaker_spec", None)
+    if spec is None:
+        raise ConfigurationError(f"{func!r} is not a function decorated by beaker_core's cache decorators")
+    return spec
+
+
+def _decorator(deco_args: tuple, *, manager: CacheManager | None, options: Mapping[str, Any],
+               region: str | None) -> Callable:
+    def decorate(func: Callable) -> Callable:
+        spec = _KeySpec(func, deco_args, region, options)
+        # (cache, key_length), resolved on the first call so that decorating may precede configuration
+        resolved: list[Any] = [None, DEFAULT_KEY_LENGTH]
+
+        def resolve() -> Cache | None:
+            if region is not None:
+                region_options = cache_regions.get(region)
+                if region_options is None:
+                    raise BeakerError(f"Cache region not configured: {region}")
+                if not region_options.get("enabled", True):
+                    return None
+                resolved[1] = spec.key_length(region_options)
+                resolved[0] = Cache._get_cache(spec.namespace, region_options)
+            else:
+                if not manager.enabled or not spec.options.get("enabled", True):
+                    return None
+                resolved[1] = spec.key_length(None)
+                resolved[0] = manager.get_cache(spec.namespace, **spec.options)
+            return resolved[0]
+
+        @functools.wraps(func)
+        def cached(*args: Any, **kwargs: Any) -> Any:
+            cache = resolved[0] or resolve()
+            if cache is None or not cache.enabled:
+                return func(*args, **kwargs)
+            key = spec.key(args, kwargs, resolved[1])
+            return cache.get_or_create(key, lambda: func(*args, **kwargs))
+
+        cached._beaker_spec = spec
+        cached._arg_namespace = spec.namespace
+        if region is not None:
+            cached._arg_region = region
+        return cached
+
+    return decorate
+
+
+def cache_region(region: str, *args: Any) -> Callable:
+    """Decorate a function to cache its results in a configured region (Beaker's ``cache_region``).
+
+    The region is looked up on the first call, so the decorator may run before the configuration is loaded::
+
+        @cache_region('short_term', 'search')
+        def search(term, limit=20): ...
+    """
+    if not isinstance(region, str):
+        raise ConfigurationError(f"cache_region() takes a region name first, not {region!r}")
+    return _decorator(args, manager=None, options={}, region=region)
+
+
+def region_invalidate(namespace: Any, region: str | None, *args: Any, **kwargs: Any) -> None:
+    """Remove the value a ``@cache_region`` function cached for these arguments (Beaker's ``region_invalidate``).
+
+    ``namespace`` is the decorated function (or a bound method of it; for a classmethod, the class it is bound to
+    selects the key); ``args`` are the decorator's arguments followed by the call's, as in Beaker.
+    """
+    if isinstance(namespace, str):
+        # Beaker's form with a namespace name: the key is the arguments joined by spaces
+        if not region:
+            raise BeakerError("region_invalidate() needs a region when given a namespace name")
+        region_options = _region_options(region)
+        key = " ".join(map(str, args))
+        if len(key) + len(namespace) > int(region_options.get("key_length") or DEFAULT_KEY_LENGTH):
+            key = sha1(key)
+        Cache._get_cache(namespace, region_options).remove_value(key)
+        return
+    bound_to = getattr(namespace, "__self__", None)
+    spec = _spec_of(namespace)
+    region_options = _region_options(region or spec.region)
+    cache = Cache._get_cache(spec.namespace, region_options)
+    cache.remove_value(spec.invalidation_key(args, kwargs, spec.key_length(region_options), bound_to))
+
+
+def _region_options(region: str | None) -> dict[str, Any]:
+    if not region:
+        raise BeakerError("Region or callable function namespace is required")
+    region_options = cache_regions.get(region)
+    if region_options is None:
+        raise BeakerError(f"Cache region not configured: {region}")
+    return region_options
+
+
+# -- WSGI ------------------------------------------------------------------------------------------------------
+
+class CacheMiddleware:
+    """WSGI middleware that puts a :class:`CacheManager` in ``environ['beaker.cache']``.
+
+    Configuration keys are ``cache.*`` or ``beaker.cache.*``, from ``config`` and keyword arguments.
+    """
+
+    def __init__(self, wrap_app: Callable, config: Mapping[str, Any] | None = None,
+                 environ_key: str = "beaker.cache", **kwargs: Any):
+        self.app = wrap_app
+        settings = dict(config or {})
+        for key, value in kwargs.items():
+            settings[key if key.startswith(("cache.", "beaker.cache.")) else f"cache.{key}"] = value
+        self.cache_manager = CacheManager(**parse_cache_config_options(settings))
+        self.environ_key = environ_key
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        environ[self.environ_key] = self.cache_manager
+        return self.app(environ, start_response)
