@@ -262,15 +262,11 @@ def cmd_cleanup(args: argparse.Namespace, registry: Registry) -> int:
     if not getattr(registration.factory, "shared", True):
         raise CommandError(f"the {registration.name} backend keeps its data inside each application process; "
                            f"there is nothing to clean up from outside")
-    try:
-        backend = registration.factory(**options)
-    except TypeError as exc:  # a backend whose constructor does not take **options reports unknown ones this way
-        raise CommandError(f"the {registration.name} backend rejected the options "
-                           f"{', '.join(sorted(options)) or '(none)'}: {exc}") from None
+    backend = registry.open_backend(args.type, **options)  # unknown options: ConfigurationError naming them
     try:
         removed = backend.cleanup()
     finally:
-        backend.close()
+        registry.close()
     print(f"removed {removed} expired entr{'y' if removed == 1 else 'ies'} from {backend.describe()}")
     return 0
 
