@@ -1,0 +1,386 @@
+"""The ``dbm`` backend: one database of Python's :mod:`dbm` family in a directory, shared by local processes.
+
+:param data_dir: the directory that holds the database (required; created if absent). The database is
+    ``<data_dir>/beaker.dbm`` (plus the extensions its module adds) and its lock file ``<data_dir>/beaker.dbm.lock``.
+:param lock_dir: accepted for Beaker compatibility and read by the ``file`` lock (see the file backend).
+:param dbm_module: ``"gnu"``, ``"ndbm"`` or ``"dumb"`` to choose the implementation of a new database; by default
+    (``None`` or ``"auto"``) an existing database keeps the module that wrote it, and a new one uses the first of
+    gnu, ndbm, dumb that this Python has. Naming a module that is missing, or that differs from the one of the
+    existing database, is a configuration error.
+
+Keys are stored as their UTF-8 bytes; a value is a 9-byte header (a flag and the float64 deadline) then the bytes.
+
+No dbm module is safe between processes, so every access takes an ``flock`` on the lock file: shared to read,
+exclusive to write. A read keeps its database handle open for the next reads as long as nobody wrote: a writer
+increments a counter stored in the lock file before it changes anything, and a reader whose handle predates the
+counter's value reopens the database (a reopen reads the database's index; for ``dumb`` that is the whole ``.dir``
+file). A write always opens the database, changes it and closes it, so that the next process sees the change; with
+``dumb`` each write therefore costs time proportional to the number of keys. Threads of one process are serialized
+by a lock of the backend object. Never delete the lock file while processes use the database.
+
+``dumb`` never reuses the space of deleted or grown values: :meth:`DBMBackend.cleanup` rebuilds its files from the
+live entries (``gnu`` is reorganized instead). ``dumb`` is not crash-safe: a process killed while it rewrites the
+index can lose the database; prefer the ``file`` backend where that matters.
+"""
+from __future__ import annotations
+
+import contextlib
+import dbm
+import fcntl
+import importlib
+import math
+import os
+import struct
+import threading
+import time
+from typing import Any, Iterable, Iterator
+
+from ..exceptions import BackendError, ConfigurationError
+from ..util import unknown_options
+from . import Backend, deadline
+from .file import directory_option
+
+_HEADER = struct.Struct(">Bd")
+_HAS_DEADLINE = 1
+_COUNTER = struct.Struct(">Q")
+_MODULES = ("gnu", "ndbm", "dumb")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# A damaged dumb index fails in ast.literal_eval when the database is opened.
+_OPEN_ERRORS = (SyntaxError, ValueError, MemoryError, RecursionError)
+
+
+def _encode(value: bytes, expires: float | None) -> bytes:
+    return _HEADER.pack(0 if expires is None else _HAS_DEADLINE, expires or 0.0) + value
+
+
+def _decode(stored: bytes) -> tuple[bytes, float | None] | None:
+    """``(value, deadline)``, or None for bytes that are not an entry."""
+    if len(stored) < _HEADER.size:
+        return None
+    flags, expires = _HEADER.unpack_from(stored)
+    if flags & ~_HAS_DEADLINE or (flags and not math.isfinite(expires)):
+        return None
+    return stored[_HEADER.size:], (expires if flags else None)
+
+
+def _live(stored: bytes | None, now: float) -> tuple[bytes, float | None] | None:
+    entry = _decode(stored) if stored is not None else None
+    if entry is None or (entry[1] is not None and entry[1] <= now):
+        return None
+    return entry
+
+
+def _process_umask() -> int:
+    """The umask, read without changing it where Linux allows (changing it races with other threads' files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(f"dbm.{module}")
+    except ImportError:
+        return None
+
+
+class DBMBackend(Backend):
+    __doc__ = __doc__
+
+    name = "dbm"
+    preferred_lock = "file"
+    shared = True
+
+    def __init__(self, data_dir: Any = None, lock_dir: Any = None, dbm_module: Any = None, **unknown: Any):
+        if unknown:
+            unknown_options("the dbm backend", unknown, ("data_dir", "lock_dir", "dbm_module"))
+        self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the dbm backend")
+        self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the dbm backend")
+        self.path = os.path.join(self.data_dir, "beaker.dbm")
+        self.lock_path = self.path + ".lock"
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+        except OSError as exc:
+            raise self._error("create the directory", self.data_dir, exc) from exc
+        self.module_name = self._choose_module(dbm_module)
+        self._module = _import(self.module_name)
+        self._errors = tuple({OSError, *dbm.error, self._module.error})
+        self._mode = 0o666 & ~_process_umask()
+        self._reset()
+        with self._access(write=True):
+            pass  # creates the database, so that readers can always open it
+
+    def _choose_module(self, option: Any) -> str:
+        if option is not None and (not isinstance(option, str) or option.strip().lower() not in _MODULES + ("auto",)):
+            raise ConfigurationError(f"dbm_module must be one of {', '.join(_MODULES)} or auto, not {option!r}")
+        wanted = None if option is None or option.strip().lower() == "auto" else option.strip().lower()
+        existing = dbm.whichdb(self.path)
+        if existing == "":
+            raise BackendError(f"dbm backend at {self.data_dir}: {self.path} is not a dbm database")
+        existing = existing[len("dbm."):] if existing else None
+        if wanted and existing and wanted != existing:
+            raise ConfigurationError(
+                f"dbm_module is {wanted!r} but the database {self.path} was written by dbm.{existing}")
+        chosen = wanted or existing or next(name for name in _MODULES if _import(name) is not None)
+        if _import(chosen) is None:
+            available = ", ".join(name for name in _MODULES if _import(name) is not None)
+            if existing == chosen:
+                raise BackendError(f"dbm backend at {self.data_dir}: {self.path} was written by dbm.{chosen}, "
+                                   f"which this Python lacks (available: {available})")
+            raise ConfigurationError(f"dbm_module {chosen!r} is not available in this Python (available: {available})")
+        return chosen
+
+    def _error(self, action: str, path: str, exc: BaseException) -> BackendError:
+        detail = getattr(exc, "strerror", None) or exc
+        return BackendError(f"dbm backend at {self.data_dir}: cannot {action} {path}: {detail}")
+
+    # -- access under the lock file ----------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        """Fresh per-process state (also after a fork: an inherited lock file descriptor would share our flocks)."""
+        self._pid = os.getpid()
+        self._thread_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._reader: Any = None
+        self._reader_generation = -1
+
+    def _open_db(self, write: bool, path: str | None = None, flag: str | None = None) -> Any:
+        path = path or self.path
+        flag = flag or ("c" if write else "r")
+        if self.module_name == "gnu":
+            return self._module.open(path, flag + "u", self._mode)  # "u": our flock does the locking
+        if self.module_name == "dumb" and hasattr(self._module, "_Database"):
+            # dbm.dumb.open sets the process umask to 0 and back on every call, which races with files other
+            # threads create; its database class takes the final mode directly.
+            return self._module._Database(path, self._mode, flag=flag)
+        return self._module.open(path, flag, self._mode)
+
+    def _generation(self) -> int:
+        raw = os.pread(self._lock_fd, _COUNTER.size, 0)
+        return _COUNTER.unpack(raw)[0] if len(raw) == _COUNTER.size else 0
+
+    @contextlib.contextmanager
+    def _access(self, write: bool) -> Iterator[Any]:
+        """The database, under the lock file's shared (read) or exclusive (write) flock."""
+        if self._pid != os.getpid():
+            self._reset()
+        with self._thread_lock:
+            try:
+                if self._lock_fd is None:
+                    self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            except OSError as exc:
+                raise self._error("lock", self.lock_path, exc) from exc
+            try:
+                try:
+                    if write:
+                        # announced before the change: a writer that dies halfway still invalidates readers' handles
+                        os.pwrite(self._lock_fd, _COUNTER.pack(self._generation() + 1), 0)
+                        database = self._open_db(write=True)
+                    else:
+                        generation = self._generation()
+                        if self._reader is None or generation != self._reader_generation:
+                            self._close_reader()
+                            self._reader = self._open_db(write=False)
+                            self._reader_generation = generation
+                        database = self._reader
+                except self._errors + _OPEN_ERRORS as exc:
+                    raise self._error("open", self.path, exc) from exc
+                try:
+                    yield database
+                except self._errors as exc:
+                    raise self._error("write" if write else "read", self.path, exc) from exc
+                finally:
+                    if write:
+                        try:
+                            database.close()
+                        except self._errors as exc:
+                            raise self._error("write", self.path, exc) from exc
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(*self._errors):
+                reader.close()
+
+    @staticmethod
+    def _key(key: str) -> bytes:
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be str, not {type(key).__name__}")
+        return key.encode("utf-8", "surrogatepass")
+
+    @staticmethod
+    def _value(key: str, value: Any) -> bytes:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        raise TypeError(f"the dbm backend stores bytes, not {type(value).__name__} (key {key!r})")
+
+    # -- the backend surface ---------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        raw_keys = [self._key(key) for key in keys]
+        with self._access(write=False) as database:
+            stored = [database.get(raw_key) for raw_key in raw_keys]
+        now = time.time()
+        values = []
+        dead = []
+        for raw_key, item in zip(raw_keys, stored):
+            entry = _live(item, now)
+            values.append(entry[0] if entry is not None else None)
+            if item is not None and entry is None:
+                dead.append(raw_key)
+        if dead:
+            self._remove_dead(dead)
+        return values
+
+    def _remove_dead(self, raw_keys: list[bytes]) -> int:
+        """Delete the entries that are (still, under the write lock) expired or corrupt."""
+        removed = 0
+        with self._access(write=True) as database:
+            now = time.time()
+            for raw_key in raw_keys:
+                item = database.get(raw_key)
+                if item is not None and _live(item, now) is None:
+                    del database[raw_key]
+                    removed += 1
+        return removed
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        stored = _encode(self._value(key, value), deadline(ttl))
+        with self._access(write=True) as database:
+            database[self._key(key)] = stored
+
+    def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        stored = _encode(self._value(key, value), deadline(ttl))
+        raw_key = self._key(key)
+        with self._access(write=True) as database:
+            if _live(database.get(raw_key), time.time()) is not None:
+                return False
+            database[raw_key] = stored
+            return True
+
+    def delete(self, key: str) -> bool:
+        raw_key = self._key(key)
+        with self._access(write=True) as database:
+            item = database.get(raw_key)
+            if item is None:
+                return False
+            del database[raw_key]
+            return _live(item, time.time()) is not None
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        raw_key = self._key(key)
+        expires = deadline(ttl)
+        with self._access(write=True) as database:
+            entry = _live(database.get(raw_key), time.time())
+            if entry is None:
+                return False
+            database[raw_key] = _encode(entry[0], expires)
+            return True
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomic across processes. An existing deadline is kept; a new counter never expires."""
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise TypeError(f"incr needs an int delta, not {delta!r}")
+        raw_key = self._key(key)
+        with self._access(write=True) as database:
+            entry = _live(database.get(raw_key), time.time())
+            try:
+                number = (int(entry[0]) if entry is not None else 0) + delta
+            except ValueError:
+                raise ValueError(f"the value under {key!r} is not an integer, cannot increment it") from None
+            database[raw_key] = _encode(str(number).encode("ascii"), entry[1] if entry is not None else None)
+            return number
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        with self._access(write=False) as database:
+            items = [(raw_key, database.get(raw_key)) for raw_key in list(database.keys())]
+        now = time.time()
+        found = []
+        for raw_key, item in items:
+            key = raw_key.decode("utf-8", "surrogatepass")
+            if key.startswith(prefix) and _live(item, now) is not None:
+                found.append(key)
+        return iter(found)
+
+    def cleanup(self) -> int:
+        """Remove expired and corrupt entries, and give their space back (rebuild for dumb, reorganize for gnu)."""
+        with self._access(write=False) as database:
+            now = time.time()
+            dead = []
+            used = 0
+            for raw_key in list(database.keys()):
+                item = database.get(raw_key)
+                if _live(item, now) is None:
+                    dead.append(raw_key)
+                elif item is not None:
+                    used += -(-len(item) // 512) * 512  # dumb stores values in 512-byte blocks
+        if self.module_name == "dumb":
+            try:
+                wasted = os.path.getsize(self.path + ".dat") > 2 * used + 65536
+            except OSError:
+                wasted = False
+            return self._rebuild_dumb() if dead or wasted else 0
+        removed = self._remove_dead(dead) if dead else 0
+        if removed and self.module_name == "gnu":
+            with self._access(write=True) as database:
+                database.reorganize()
+        return removed
+
+    def _rebuild_dumb(self) -> int:
+        """Copy the live entries into fresh files and swap them in (dumb deletes never free space)."""
+        fresh = self.path + ".rebuild"
+        with self._access(write=True) as database:
+            now = time.time()
+            removed = 0
+            target = self._open_db(True, path=fresh, flag="n")
+            try:
+                for raw_key in list(database.keys()):
+                    item = database[raw_key]
+                    if _live(item, now) is None:
+                        removed += 1
+                    else:
+                        target[raw_key] = item
+            finally:
+                target.close()
+            database.close()  # before the swap: closing later would write the old index over the new one
+            try:
+                os.replace(fresh + ".dat", self.path + ".dat")
+                os.replace(fresh + ".dir", self.path + ".dir")
+                for leftover in (fresh + ".bak", self.path + ".bak"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
+            except OSError as exc:
+                raise self._error("rebuild", self.path, exc) from exc
+        return removed
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+            return
+        with self._thread_lock:
+            self._close_reader()
+            fd, self._lock_fd = self._lock_fd, None
+            if fd is not None:
+                os.close(fd)
+
+    def describe(self) -> str:
+        return f"dbm backend at {self.data_dir} (dbm.{self.module_name})"
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None and getattr(self, "_pid", None) == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)

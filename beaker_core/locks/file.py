@@ -1,0 +1,162 @@
+"""The ``file`` lock: excludes the processes (and threads) of one machine that use the same name and directory.
+
+:param lock_dir: the directory of the lock files. When unset, the backend's ``lock_dir`` is used if it has one,
+    else ``<backend.data_dir>/locks``; a lock with neither is a configuration error. Created if absent.
+:param timeout: how long ``with lock:`` waits before raising :class:`~beaker_core.exceptions.LockTimeout`
+    (seconds, a number >= 0; None waits forever).
+:param expire: accepted for compatibility with distributed locks and not enforced: the lock is an ``flock`` on an
+    open file, which the kernel releases when its holder exits or crashes, so a dead holder never blocks anyone.
+
+Each name maps to ``<lock_dir>/<sha256 of the name>.lock``. Acquiring opens that file and polls a non-blocking
+``flock`` with growing sleeps (1 ms doubling up to 50 ms). Lock files do not pile up: the holder unlinks the file
+before unlocking it, and whoever then obtains the lock on that unlinked file notices (the inode at the path is no
+longer the one it locked) and starts over with a fresh file. A file left by a crashed holder is reused and removed by
+the next holder of that name.
+
+``flock`` belongs to an open file description, and every acquisition opens its own, so two lock objects in two
+threads of one process exclude each other as two processes do. One lock object may also be shared by threads, like
+a ``threading.Lock``; it is not reentrant (acquiring it again in its holder waits for the timeout).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import os
+import threading
+import time
+from typing import Any
+
+from ..backends.file import directory_option
+from ..exceptions import BackendError, ConfigurationError
+from ..util import coerce_float, unknown_options
+from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
+
+_FIRST_SLEEP = 0.001
+_MAX_SLEEP = 0.05
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _seconds(option: str, value: Any) -> float | None:
+    """None, or a number of seconds >= 0 (numeric strings accepted, as configuration files give them)."""
+    if value is None:
+        return None
+    number = coerce_float(f"the file lock's {option}", value, minimum=0.0)
+    if math.isnan(number):
+        raise ConfigurationError(f"the file lock's {option} must be a number of seconds >= 0, not {value!r}")
+    return number
+
+
+def resolve_lock_dir(lock_dir: Any, backend: Any) -> str:
+    """The lock directory: the option, else the backend's ``lock_dir``, else ``<backend.data_dir>/locks``."""
+    if lock_dir is not None:
+        return directory_option("lock_dir", lock_dir, required=True, owner="the file lock")
+    if getattr(backend, "lock_dir", None):
+        return directory_option("lock_dir", backend.lock_dir, required=True, owner="the file lock")
+    if getattr(backend, "data_dir", None):
+        data_dir = directory_option("data_dir", backend.data_dir, required=True, owner="the file lock")
+        return os.path.join(data_dir, "locks")
+    raise ConfigurationError(
+        "the file lock needs a lock_dir (the directory of its lock files); set lock_dir, or use it with a backend "
+        "that has a data_dir")
+
+
+class FileLock(Lock):
+    __doc__ = __doc__
+
+    kind = "file"
+
+    def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
+                 timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, **options: Any):
+        if options:
+            unknown_options("the file lock", options, ("backend", "expire", "timeout", "lock_dir"))
+        super().__init__(name, backend=backend, expire=_seconds("expire", expire), timeout=_seconds("timeout", timeout))
+        self.lock_dir = resolve_lock_dir(lock_dir, backend)
+        self.path = os.path.join(self.lock_dir, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+                                 + ".lock")
+        self._fd: int | None = None
+        self._guard = threading.Lock()  # serializes bookkeeping of _fd between threads sharing this object
+
+    def _open(self) -> int:
+        for attempt in range(2):
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                os.makedirs(self.lock_dir, exist_ok=True)
+        raise AssertionError("unreachable")
+
+    def _try_lock(self, fd: int) -> bool | None:
+        """True: locked the file at the path. False: held by someone else. None: the file was replaced, reopen."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        locked = os.fstat(fd)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_ino, current.st_dev) == (locked.st_ino, locked.st_dev):
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)  # we won a file its last holder already removed
+        return None
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; wait up to ``timeout`` seconds (forever if None) unless ``blocking`` is false."""
+        if timeout is not None:
+            timeout = _seconds("timeout", timeout)
+        give_up = None if timeout is None else time.monotonic() + timeout
+        sleep = _FIRST_SLEEP
+        fd = None
+        try:
+            while True:
+                if fd is None:
+                    fd = self._open()
+                state = self._try_lock(fd)
+                if state:
+                    with self._guard:
+                        self._fd, fd = fd, None
+                    return True
+                if state is None:
+                    os.close(fd)
+                    fd = None
+                    continue
+                if not blocking:
+                    return False
+                now = time.monotonic()
+                if give_up is not None and now >= give_up:
+                    return False
+                time.sleep(sleep if give_up is None else min(sleep, give_up - now))
+                sleep = min(sleep * 2, _MAX_SLEEP)
+        except OSError as exc:
+            raise BackendError(f"file lock {self.name!r}: cannot lock {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def release(self) -> None:
+        with self._guard:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            raise RuntimeError(f"release of the unheld lock {self.name!r}")
+        try:
+            os.unlink(self.path)  # before unlocking, so the next holder knows to start over with a fresh file
+        except OSError:
+            pass  # the lock is released all the same; the file is reused and removed by the next holder
+        finally:
+            os.close(fd)  # closing the last descriptor of the file releases the flock
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
