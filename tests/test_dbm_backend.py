@@ -1,0 +1,259 @@
+"""What is special to the ``dbm`` backend: the lock file, cross-process visibility, corrupt data, cleanup, options."""
+from __future__ import annotations
+
+import dbm
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from beaker_core.backends.dbm import DBMBackend
+from beaker_core.exceptions import BackendError, ConfigurationError
+
+ODD_KEYS = ["../../etc/passwd", "a/b", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑", "", "line\nbreak",
+            "quote'\"", "\udcff lone surrogate"]
+HAS_GNU = importlib.util.find_spec("_gdbm") is not None
+
+
+@pytest.fixture
+def backend(tmp_path):
+    backend = DBMBackend(data_dir=str(tmp_path / "data"))
+    yield backend
+    backend.close()
+
+
+def run_workers(tmp_path, code, argvs, timeout=60):
+    """Start one Python process per argv, release them together, and return their outputs."""
+    go = tmp_path / "go"
+    script = textwrap.dedent("""
+        import os, sys, time
+        go = sys.argv[1]
+        while not os.path.exists(go):
+            time.sleep(0.002)
+    """) + textwrap.dedent(code)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *map(str, argv)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
+    go.write_text("go")
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+        outputs.append(out.strip())
+    return outputs
+
+
+def test_round_trips(backend):
+    binary = bytes(range(256)) * 40
+    backend.set("bin", binary)
+    backend.set("empty", b"")
+    assert backend.get("bin") == binary
+    assert backend.get("empty") == b""
+    assert backend.get_many(["bin", "nope", "empty"]) == [binary, None, b""]
+    assert backend.add("bin", b"no") is False
+    assert backend.add("new", b"yes") is True
+    assert backend.delete("new") is True
+    assert backend.delete("new") is False
+    assert backend.incr("n") == 1
+    assert backend.incr("n", 41) == 42
+    assert backend.get("n") == b"42"
+    backend.set("text", b"abc")
+    with pytest.raises(ValueError, match="not an integer"):
+        backend.incr("text")
+    with pytest.raises(TypeError):
+        backend.set("k", "text")
+    with pytest.raises(TypeError):
+        backend.get(1)
+    with pytest.raises(ConfigurationError, match="ttl"):
+        backend.set("k", b"v", ttl=-1)
+
+
+def test_ttl(backend):
+    backend.set("short", b"v", ttl=0.3)
+    backend.set("touched", b"v", ttl=0.3)
+    backend.set("counter", b"1", ttl=0.3)
+    assert backend.touch("touched", 60) is True
+    assert backend.incr("counter") == 2
+    time.sleep(0.45)
+    assert backend.get("short") is None
+    assert backend.get("counter") is None
+    assert backend.get("touched") == b"v"
+    assert backend.touch("short", 10) is False
+    assert backend.delete("short") is False
+    assert backend.add("short", b"again") is True
+    assert backend.get("short") == b"again"
+
+
+def test_odd_keys_stay_inside_data_dir(tmp_path):
+    backend = DBMBackend(data_dir=str(tmp_path / "data"))
+    for index, key in enumerate(ODD_KEYS):
+        backend.set(key, f"value {index}".encode())
+    for index, key in enumerate(ODD_KEYS):
+        assert backend.get(key) == f"value {index}".encode()
+    assert sorted(backend.keys()) == sorted(ODD_KEYS)
+    assert os.listdir(tmp_path) == ["data"]
+    names = os.listdir(tmp_path / "data")
+    assert all(name.startswith("beaker.dbm") for name in names)
+    assert not [d for _, dirs, _ in os.walk(tmp_path / "data") for d in dirs]
+    backend.close()
+
+
+def test_corrupt_value_is_a_miss_and_removed(backend):
+    backend.set("good", b"v")
+    with backend._access(write=True) as database:
+        database[b"short"] = b"\x01"
+        database[b"flags"] = b"\x07" + b"\x00" * 8 + b"value"
+    assert backend.get("short") is None
+    assert backend.get_many(["flags", "good"]) == [None, b"v"]
+    with backend._access(write=False) as database:
+        assert sorted(database.keys()) == [b"good"]
+
+
+def test_writes_of_other_processes_are_seen(tmp_path, backend):
+    backend.set("k", b"before")
+    assert backend.get("k") == b"before"  # the reader handle is now cached
+    code = """
+        from beaker_core.backends.dbm import DBMBackend
+        DBMBackend(data_dir=sys.argv[2]).set("k", b"after")
+    """
+    run_workers(tmp_path, code, [[backend.data_dir]])
+    assert backend.get("k") == b"after"
+    other = DBMBackend(data_dir=backend.data_dir)
+    other.delete("k")
+    assert backend.get("k") is None
+    other.close()
+
+
+def test_keys_and_cleanup(backend):
+    for key in ("user:1", "user:2", "item:1"):
+        backend.set(key, b"v" * 2000)
+    backend.set("user:expiring", b"v", ttl=0.3)
+    for n in range(40):
+        backend.set("grows", b"x" * (600 * n))  # dumb appends a value that outgrows its blocks
+    assert sorted(backend.keys("user:")) == ["user:1", "user:2", "user:expiring"]
+    time.sleep(0.45)
+    assert sorted(backend.keys("user:")) == ["user:1", "user:2"]
+    dat = backend.path + ".dat"
+    size_before = os.path.getsize(dat) if backend.module_name == "dumb" else None
+    assert backend.cleanup() == 1
+    assert sorted(backend.keys()) == ["grows", "item:1", "user:1", "user:2"]
+    assert backend.get("grows") == b"x" * (600 * 39)
+    assert backend.get("user:1") == b"v" * 2000
+    if size_before is not None:
+        assert os.path.getsize(dat) < size_before / 5
+        assert not [name for name in os.listdir(backend.data_dir) if "rebuild" in name or name.endswith(".bak")]
+    assert backend.cleanup() == 0
+    assert backend.delete_prefix("user:") == 2
+    assert sorted(backend.keys()) == ["grows", "item:1"]
+
+
+def test_incr_from_four_processes(tmp_path, backend):
+    code = """
+        from beaker_core.backends.dbm import DBMBackend
+        backend = DBMBackend(data_dir=sys.argv[2])
+        for _ in range(50):
+            backend.incr("counter")
+    """
+    run_workers(tmp_path, code, [[backend.data_dir]] * 4)
+    assert backend.get("counter") == b"200"
+
+
+def test_add_from_several_processes_has_one_winner(tmp_path, backend):
+    code = """
+        from beaker_core.backends.dbm import DBMBackend
+        print(DBMBackend(data_dir=sys.argv[2]).add("race", sys.argv[3].encode()))
+    """
+    outputs = run_workers(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
+    assert sorted(outputs) == ["False"] * 5 + ["True"]
+    assert backend.get("race") == f"worker{outputs.index('True')}".encode()
+
+
+def test_forked_child_does_not_share_the_parents_lock(backend):
+    backend.get("counter")  # opens the lock file and a reader in the parent
+    pid = os.fork()
+    if pid == 0:  # the child inherits the backend object
+        try:
+            for _ in range(50):
+                backend.incr("counter")
+        finally:
+            os._exit(0)
+    for _ in range(50):
+        backend.incr("counter")
+    os.waitpid(pid, 0)
+    assert backend.get("counter") == b"100"
+
+
+def test_data_dir_under_a_regular_file_is_a_backend_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BackendError, match="dbm backend.*file"):
+        DBMBackend(data_dir=str(blocker / "data"))
+
+
+def test_damaged_database_is_a_backend_error(tmp_path, backend):
+    if backend.module_name != "dumb":
+        pytest.skip("damages the index of a dbm.dumb database")
+    backend.set("k", b"v")
+    with open(backend.path + ".dir", "w") as handle:
+        handle.write("this is not an index\n")
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
+        backend.get("k")
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
+        backend.set("k", b"v")
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
+        DBMBackend(data_dir=backend.data_dir)
+
+
+def test_unknown_database_format_is_a_backend_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "beaker.dbm").write_bytes(b"not a database at all" * 10)
+    with pytest.raises(BackendError, match="not a dbm database"):
+        DBMBackend(data_dir=str(data))
+
+
+def test_options(tmp_path):
+    with pytest.raises(ConfigurationError, match="data_dir"):
+        DBMBackend()
+    with pytest.raises(ConfigurationError, match="data_dir"):
+        DBMBackend(data_dir=42)
+    with pytest.raises(ConfigurationError, match="lock_dir"):
+        DBMBackend(data_dir=str(tmp_path), lock_dir=["x"])
+    for wrong in ("berkeley", 3, ""):
+        with pytest.raises(ConfigurationError, match="dbm_module"):
+            DBMBackend(data_dir=str(tmp_path), dbm_module=wrong)
+    with pytest.raises(ConfigurationError, match="unknown option.*flavour"):
+        DBMBackend(data_dir=str(tmp_path), flavour="x")
+    backend = DBMBackend(data_dir=str(tmp_path / "a"), lock_dir=str(tmp_path / "locks"), dbm_module="dumb")
+    assert backend.module_name == "dumb"
+    assert backend.describe() == f"dbm backend at {tmp_path / 'a'} (dbm.dumb)"
+    assert backend.preferred_lock == "file" and backend.shared is True
+    backend.close()
+    if not HAS_GNU:
+        with pytest.raises(ConfigurationError, match="dbm_module 'gnu' is not available"):
+            DBMBackend(data_dir=str(tmp_path / "b"), dbm_module="gnu")
+    assert DBMBackend(data_dir=str(tmp_path / "a"), dbm_module="auto").module_name == "dumb"
+
+
+def test_module_of_an_existing_database_is_kept(tmp_path):
+    if not HAS_GNU:
+        pytest.skip("needs a second dbm module (dbm.gnu)")
+    DBMBackend(data_dir=str(tmp_path), dbm_module="dumb").close()
+    assert dbm.whichdb(str(tmp_path / "beaker.dbm")) == "dbm.dumb"
+    with pytest.raises(ConfigurationError, match="written by dbm.dumb"):
+        DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
+    assert DBMBackend(data_dir=str(tmp_path)).module_name == "dumb"
+
+
+@pytest.mark.skipif(not HAS_GNU, reason="this Python has no dbm.gnu")
+def test_gnu_module(tmp_path):
+    backend = DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
+    backend.set("k", b"v", ttl=0.3)
+    backend.set("keep", b"v")
+    assert backend.get("k") == b"v"
+    time.sleep(0.45)
+    assert backend.cleanup() == 1
+    assert list(backend.keys()) == ["keep"]
