@@ -1,0 +1,169 @@
+"""Reading the ``Cookie`` header and writing ``Set-Cookie``, quickly and strictly.
+
+The session cookie is read with a small parser instead of :class:`http.cookies.SimpleCookie`: the standard parser
+drops the whole header when one unrelated cookie is malformed (so a client could lose its session because of a
+tracker's cookie), and costs tens of microseconds per request. Values beaker-core writes are made only of unpadded
+base64url characters and ``.``, so they never need quoting.
+
+:class:`SignedCookie` keeps Beaker's class of that name for code that used it directly.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from email.utils import formatdate
+from http import cookies as http_cookies
+from typing import Any
+
+from .crypto import Signer, secret_list
+from .exceptions import ConfigurationError
+
+#: a cookie name: an RFC 6265 token
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: what a cookie attribute value (domain, path) may hold: visible ASCII except ``;``
+_ATTRIBUTE = re.compile(r"^[\x21-\x3a\x3c-\x7e]+$")
+#: the longest cookie a browser is required to keep (RFC 6265, section 6.1): name, value and attributes
+MAX_COOKIE_SIZE = 4096
+#: browsers cap Max-Age at 400 days; a cookie that "never" expires asks for that
+NEVER_SECONDS = 400 * 24 * 3600
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def cookie_values(header: str | None, name: str) -> list[str]:
+    """Every value the ``Cookie`` header gives for ``name``, in order (browsers send the most specific path first)."""
+    if not header or name not in header:
+        return []
+    values = []
+    for part in header.split(";"):
+        key, eq, value = part.partition("=")
+        if eq and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            values.append(value)
+    return values
+
+
+def check_cookie_name(option: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise ConfigurationError(f"{option} must be a cookie name (letters, digits and !#$%&'*+-.^_`|~), "
+                                 f"not {value!r}")
+    return value
+
+
+def check_attribute(option: str, value: Any, *, path: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip() and not path):
+        return None
+    if not isinstance(value, str) or not _ATTRIBUTE.match(value):
+        raise ConfigurationError(f"{option} must be visible ASCII characters without ';' or spaces, not {value!r}")
+    if path and not value.startswith("/"):
+        raise ConfigurationError(f"{option} must start with '/', not {value!r}")
+    return value
+
+
+def coerce_cookie_expires(option: str, value: Any) -> Any:
+    """Beaker's ``cookie_expires``: True (the cookie ends with the browser session), False (it never expires), a
+    number of seconds or a timedelta (from each time the cookie is sent), or a datetime (a fixed date; a naive one
+    is UTC). Returns True, False, a positive float of seconds, or an aware datetime.
+    """
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return True
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "on"):
+            return True
+        if lowered in ("false", "no", "off", "never"):
+            return False
+        try:
+            seconds = float(lowered)
+        except ValueError:
+            raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a "
+                                     f"datetime, not {value!r}") from None
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a datetime, "
+                                 f"not {value!r}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"{option} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def expiry_attributes(cookie_expires: Any, now: float | None = None) -> str:
+    """The ``; Max-Age=...; Expires=...`` attributes for a ``cookie_expires`` value ('' for a browser-session cookie)."""
+    if cookie_expires is True:
+        return ""
+    now = time.time() if now is None else now
+    if cookie_expires is False:
+        max_age = NEVER_SECONDS
+    elif isinstance(cookie_expires, datetime.datetime):
+        max_age = max(0, int(cookie_expires.timestamp() - now))
+    else:
+        max_age = int(cookie_expires)
+    return f"; Max-Age={max_age}; Expires={formatdate(now + max_age, usegmt=True)}"
+
+
+def set_cookie_header(name: str, value: str, attributes: str, cookie_expires: Any) -> str:
+    """A ``Set-Cookie`` header value; ``attributes`` is the precomputed ``; Path=/; HttpOnly...`` part."""
+    return f"{name}={value}{expiry_attributes(cookie_expires)}{attributes}"
+
+
+def delete_cookie_header(name: str, attributes: str) -> str:
+    return f"{name}=; Max-Age=0; Expires={_EPOCH}{attributes}"
+
+
+def cookie_attributes(path: str, domain: str | None, secure: bool, httponly: bool, samesite: str | None) -> str:
+    parts = [f"; Path={path}"]
+    if domain:
+        parts.append(f"; Domain={domain}")
+    if secure:
+        parts.append("; Secure")
+    if httponly:
+        parts.append("; HttpOnly")
+    if samesite:
+        parts.append(f"; SameSite={samesite}")
+    return "".join(parts)
+
+
+class _InvalidSignature:
+    """What :class:`SignedCookie` gives for a value whose signature does not verify (false in a boolean test)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "InvalidSignature"
+
+
+InvalidSignature = _InvalidSignature()
+
+
+class SignedCookie(http_cookies.BaseCookie):
+    """A cookie jar whose values carry an HMAC-SHA256 signature (``value.signature``), as Beaker's ``SignedCookie``.
+
+    ``secret`` may be a list: the first signs, every one verifies. A value whose signature does not verify reads as
+    :data:`InvalidSignature`. Signatures are not compatible with Beaker's HMAC-SHA1 ones.
+    """
+
+    def __init__(self, secret: Any, input: Any = None):
+        self.signer = Signer(secret_list("secret", secret))
+        super().__init__(input)
+
+    def value_decode(self, val: str) -> tuple[Any, str]:
+        val = val.strip('"')
+        if not val:
+            return None, val
+        value = self.signer.unsign(val)
+        return (InvalidSignature if value is None else value), val
+
+    def value_encode(self, val: Any) -> tuple[Any, str]:
+        return val, self.signer.sign(str(val))

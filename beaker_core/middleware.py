@@ -1,0 +1,80 @@
+"""WSGI middleware: Beaker's ``SessionMiddleware`` (and ``CacheMiddleware``, from :mod:`beaker_core.cache`).
+
+``SessionMiddleware(app, config=None, environ_key='beaker.session', **kwargs)`` puts a lazy
+:class:`~beaker_core.session.SessionObject` in ``environ['beaker.session']`` and a factory of detached sessions in
+``environ['beaker.get_session']``. Options are Beaker's ``session.*`` / ``beaker.session.*`` keys of ``config``
+and of the keyword arguments (unprefixed keyword arguments work too); see :mod:`beaker_core.session_config`.
+
+A request whose application never touches its session costs one small object and a wrapped ``start_response``:
+no backend call, no cookie parsing, no ``Set-Cookie``. A session that was used is saved when the application
+calls ``start_response``, and its cookie is added to the headers only when it must change in the browser.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .registry import Registry
+from .session import Session, SessionObject
+from .session_config import SessionConfig, session_options
+
+__all__ = ["SessionMiddleware", "CacheMiddleware", "session_filter_factory", "session_filter_app_factory"]
+
+
+class SessionMiddleware:
+    """Sessions for a WSGI application.
+
+    :param wrap_app: the WSGI application.
+    :param config: a mapping of configuration (an INI section); its ``session.*`` and ``beaker.session.*`` keys are
+        used, other keys ignored.
+    :param environ_key: where the session goes in the environ.
+    :param registry: the plugin registry to resolve ``session.type`` with (default: the process-wide one).
+    """
+
+    def __init__(self, wrap_app: Callable, config: Mapping[str, Any] | None = None,
+                 environ_key: str = "beaker.session", *, registry: Registry | None = None, **kwargs: Any):
+        self.wrap_app = self.app = wrap_app
+        self.options = session_options(config, **kwargs)
+        self.session_config = SessionConfig(self.options, registry=registry)
+        self.environ_key = environ_key
+        self._webtest_varname = self.session_config.webtest_varname
+
+    def _get_session(self) -> Session:
+        """A session not tied to the request's cookie (Beaker's ``environ['beaker.get_session']()``)."""
+        return Session({}, use_cookies=False, _config=self.session_config)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        session = SessionObject(environ, self.session_config)
+        environ[self.environ_key] = session
+        environ["beaker.get_session"] = self._get_session
+        if self._webtest_varname:
+            environ.setdefault("paste.testing_variables", {})[self._webtest_varname] = session
+
+        def session_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+            if session._sess is not None:
+                session._sess.persist()
+                cookie = session.cookie_header()
+                if cookie:
+                    headers.append(("Set-Cookie", cookie))
+            return start_response(status, headers, exc_info)
+
+        return self.wrap_app(environ, session_start_response)
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use, so that sessions do not load the caching layer
+    if name == "CacheMiddleware":
+        from .cache import CacheMiddleware
+        return CacheMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def session_filter_factory(global_conf: Mapping[str, Any], **kwargs: Any) -> Callable:
+    """PasteDeploy ``filter_factory``: ``[filter:session] use = egg:beaker-core#beaker_session``."""
+    def filter(app: Callable) -> SessionMiddleware:
+        return SessionMiddleware(app, global_conf, **kwargs)
+    return filter
+
+
+def session_filter_app_factory(app: Callable, global_conf: Mapping[str, Any], **kwargs: Any) -> SessionMiddleware:
+    """PasteDeploy ``filter_app_factory``."""
+    return SessionMiddleware(app, global_conf, **kwargs)

@@ -1,0 +1,210 @@
+"""Where server-side sessions live: one record per session under the key ``session:<id>``.
+
+A record is the session's data plus two times: ``created`` and ``accessed`` (when it was last written). How it is
+kept depends on what the backend can do, and each way keeps the promise that two concurrent requests changing
+different keys of one session both keep their change:
+
+* :class:`ObjectStore`, for backends that keep Python objects (memory): the record is a tuple
+  ``(created, accessed, data)`` that is never mutated once stored. Loading copies the data, deep-copying mutable
+  values, so a request never sees another request's uncommitted changes, and one never changes the store by
+  mutating a value it read.
+* :class:`BlobStore`, for every other backend: the record is serialized as a whole. Saving a session that already
+  existed takes the session's lock, reads the record again, applies only the keys this request set or deleted, and
+  writes it: one read and one write more than nothing, and no lost update. A session created by this request has an
+  id nobody else knows, so it is written without lock or re-read.
+* :class:`RecordStore`, for backends with atomic records (``atomic_records = True``, see
+  :mod:`beaker_core.backends`): each key of the session is a field of the record, serialized on its own, and a save
+  is one ``merge_record`` call that sets and deletes exactly this request's fields: no lock, no re-read.
+
+A record that vanished between load and save (the session expired, or another request deleted or invalidated it)
+is not brought back: the save is dropped, as the session it belonged to is over.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Iterable
+
+from .exceptions import SerializationError
+
+KEY_PREFIX = "session:"
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple, frozenset, complex})
+
+
+def _own(value: Any) -> Any:
+    """A copy of ``value`` that shares no mutable part with it (immutable scalars are returned as they are)."""
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+
+
+class Record:
+    __slots__ = ("created", "accessed", "data")
+
+    def __init__(self, created: float, accessed: float, data: dict):
+        self.created = created
+        self.accessed = accessed
+        self.data = data
+
+
+def _check_record(value: Any) -> Record:
+    if (not isinstance(value, dict) or not isinstance(value.get("d"), dict)
+            or not isinstance(value.get("c"), (int, float)) or not isinstance(value.get("a"), (int, float))):
+        raise SerializationError("stored session record has an unexpected shape")
+    return Record(float(value["c"]), float(value["a"]), value["d"])
+
+
+class BlobStore:
+    """The whole record serialized as one value (see the module docstring)."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.backend = config.backend
+        self.serializer = config.serializer
+
+    def _decode(self, raw: bytes) -> Record:
+        try:
+            value = self.serializer.loads(raw)
+        except SerializationError:
+            raise
+        except Exception as exc:  # a custom serializer may raise anything on foreign data
+            raise SerializationError(f"stored session record cannot be read: {exc}") from exc
+        return _check_record(value)
+
+    def _encode(self, created: float, accessed: float, data: dict) -> bytes:
+        return self.serializer.dumps({"c": created, "a": accessed, "d": data})
+
+    def load(self, session_id: str) -> Record | None:
+        raw = self.backend.get(KEY_PREFIX + session_id)
+        return None if raw is None else self._decode(raw)
+
+    def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
+        self.backend.set(KEY_PREFIX + session_id, self._encode(created, now, data), ttl)
+
+    def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None, held_lock: Any = None) -> bool:
+        """Apply one request's changes to the stored record; False if the record is gone."""
+        key = KEY_PREFIX + session_id
+        lock = held_lock or self.config.lock(session_id)
+        if held_lock is None:
+            lock.__enter__()
+        try:
+            raw = self.backend.get(key)
+            if raw is None:
+                return False
+            try:
+                data = self._decode(raw).data
+            except SerializationError:
+                if not self.config.invalidate_corrupt:
+                    raise
+                data = {}
+            for name in deleted:
+                data.pop(name, None)
+            data.update(set_items)
+            self.backend.set(key, self._encode(created, now, data), ttl)
+            return True
+        finally:
+            if held_lock is None:
+                lock.__exit__(None, None, None)
+
+    def touch(self, session_id: str, ttl: float | None) -> None:
+        self.backend.touch(KEY_PREFIX + session_id, ttl)
+
+    def delete(self, session_id: str) -> None:
+        self.backend.delete(KEY_PREFIX + session_id)
+
+
+class ObjectStore(BlobStore):
+    """Records kept as Python objects, copied on the way in and out."""
+
+    def load(self, session_id: str) -> Record | None:
+        stored = self.backend.get(KEY_PREFIX + session_id)
+        if stored is None:
+            return None
+        if type(stored) is not tuple or len(stored) != 3:
+            raise SerializationError("stored session record has an unexpected shape")
+        created, accessed, data = stored
+        return Record(created, accessed, {name: _own(value) for name, value in data.items()})
+
+    def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
+        owned = {name: _own(value) for name, value in data.items()}
+        self.backend.set(KEY_PREFIX + session_id, (created, now, owned), ttl)
+
+    def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None, held_lock: Any = None) -> bool:
+        key = KEY_PREFIX + session_id
+        lock = held_lock or self.config.lock(session_id)
+        if held_lock is None:
+            lock.__enter__()
+        try:
+            stored = self.backend.get(key)
+            if stored is None:
+                return False
+            data = dict(stored[2]) if type(stored) is tuple and len(stored) == 3 else {}
+            for name in deleted:
+                data.pop(name, None)
+            for name, value in set_items.items():
+                data[name] = _own(value)
+            self.backend.set(key, (created, now, data), ttl)
+            return True
+        finally:
+            if held_lock is None:
+                lock.__exit__(None, None, None)
+
+
+def _field(name: Any) -> str:
+    """A record field for a session key: ``k:<key>`` for a str key, ``j:<tagged json>`` for any other."""
+    if type(name) is str:
+        return "k:" + name
+    from .serializers import json_serializer
+    return "j:" + json_serializer.dumps(name).decode("utf-8")
+
+
+def _unfield(field: str) -> Any:
+    if field.startswith("k:"):
+        return field[2:]
+    from .serializers import json_serializer
+    return json_serializer.loads(field[2:].encode("utf-8"))
+
+
+class RecordStore(BlobStore):
+    """One field per session key on a backend that merges fields atomically (see the module docstring)."""
+
+    def load(self, session_id: str) -> Record | None:
+        fields = self.backend.get_record(KEY_PREFIX + session_id)
+        if not fields:
+            return None
+        loads = self.serializer.loads
+        try:
+            created = loads(fields["c"])
+            accessed = loads(fields["a"])
+            data = {_unfield(field): loads(raw) for field, raw in fields.items() if field[:2] in ("k:", "j:")}
+        except SerializationError:
+            raise
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise SerializationError(f"stored session record cannot be read: {exc}") from exc
+        if not isinstance(created, (int, float)) or not isinstance(accessed, (int, float)):
+            raise SerializationError("stored session record has an unexpected shape")
+        return Record(float(created), float(accessed), data)
+
+    def _fields(self, now: float, set_items: dict, created: float | None = None) -> dict:
+        dumps = self.serializer.dumps
+        fields = {_field(name): dumps(value) for name, value in set_items.items()}
+        fields["a"] = dumps(now)
+        if created is not None:
+            fields["c"] = dumps(created)
+        return fields
+
+    def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
+        self.backend.merge_record(KEY_PREFIX + session_id, self._fields(now, data, created), [], ttl, create=True)
+
+    def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None, held_lock: Any = None) -> bool:
+        return bool(self.backend.merge_record(KEY_PREFIX + session_id, self._fields(now, set_items),
+                                              [_field(name) for name in deleted], ttl, create=False))
+
+
+def make_store(config: Any) -> BlobStore:
+    if config.stores_objects:
+        return ObjectStore(config)
+    if config.atomic_records:
+        return RecordStore(config)
+    return BlobStore(config)
