@@ -9,6 +9,21 @@ Keys are ``str`` (any characters, any length: a backend that cannot store a key 
 hashing). Values are ``bytes``, unless the backend sets ``stores_objects = True``, in which case the core hands it
 Python objects and skips serialization (the memory backend does this, so that a hit costs no decoding). A ``ttl`` is
 a positive number of seconds, or ``None`` for no expiry.
+
+Optional capability, atomic records (used by server-side sessions): a backend that can keep a record of named fields
+under one key and change some of its fields in one atomic operation sets ``atomic_records = True`` and implements
+
+* ``get_record(key) -> dict[str, bytes] | None``: every field of the record, or None when there is none (or it
+  expired);
+* ``merge_record(key, set_fields: dict[str, bytes], delete_fields: list[str], ttl, create: bool) -> bool``:
+  atomically set ``set_fields``, remove ``delete_fields`` and give the record the time to live ``ttl`` (None: no
+  expiry). With ``create=False`` a record that does not exist is left absent and the call returns False; otherwise
+  it returns True. Redis does it with a hash: a Lua script (or MULTI/EXEC under WATCH) running ``EXISTS``, ``HSET``,
+  ``HDEL`` and ``EXPIRE``/``PERSIST``.
+
+``delete(key)`` and ``touch(key, ttl)`` apply to records too. Sessions then save one request's changes with a single
+``merge_record`` call, without the session lock and without reading the record again (see
+:mod:`beaker_core.session_store`).
 """
 from __future__ import annotations
 
@@ -104,6 +119,18 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+    #: the backend implements get_record and merge_record (see the module docstring)
+    atomic_records = False
+
+    def get_record(self, key: str) -> dict[str, bytes] | None:
+        """Every field of the record under ``key`` (atomic records capability), or None."""
+        raise NotImplementedError(f"the {self.name} backend does not store records")
+
+    def merge_record(self, key: str, set_fields: dict[str, bytes], delete_fields: list[str], ttl: float | None,
+                     create: bool = True) -> bool:
+        """Set and delete fields of the record under ``key`` atomically (atomic records capability)."""
+        raise NotImplementedError(f"the {self.name} backend does not store records")
 
 
 def check_ttl(ttl: Any) -> float | None:
