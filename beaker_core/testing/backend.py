@@ -1,0 +1,386 @@
+"""The backend contract, checked against a real backend.
+
+:class:`ConformanceBase` holds what every part of the suite shares: the capability attributes a backend
+distribution sets on its subclass, the fixtures, and the timing helpers. :class:`BackendContractTests` checks the
+contract documented in :mod:`beaker_core.backends` (get, get_many, set, add, delete, touch, incr, keys,
+delete_prefix, cleanup), TTL expiry, odd and long keys, binary values and concurrent use from threads.
+
+Every test writes under a fresh random key prefix, so the suite can run against a shared server without clearing
+it, and values are bytes, so a backend that keeps Python objects (``stores_objects = True``) passes the same way.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from ..exceptions import ConfigurationError
+from ..registry import Registry
+
+
+class ConformanceBase:
+    """Attributes and fixtures shared by every part of the conformance suite.
+
+    A subclass sets:
+
+    :param backend: the registered backend name (``"file"``, ``"redis"``...).
+    :param options: keyword arguments for the backend's constructor; or override :meth:`make_options`.
+    :param supports_keys: the backend can enumerate its keys (``keys`` and ``delete_prefix``); when False the suite
+        checks that ``keys`` raises ``NotImplementedError`` instead.
+    :param ttl_resolution: how coarse the store's expiry clock is, in seconds (``1.0`` for stores with whole-second
+        TTLs such as memcached or redis ``EXPIRE``). Tests wait that much longer before expecting a value gone.
+    :param native_expiry: the store expires entries by itself, so ``cleanup`` may report 0.
+    :param lock_type: the lock the lock tests use; ``None`` means the backend's ``preferred_lock``.
+    :param processes: how many processes the cross-process lock test runs.
+    """
+
+    backend: str = ""
+    options: dict[str, Any] = {}
+    supports_keys = True
+    ttl_resolution = 0.05
+    native_expiry = False
+    lock_type: str | None = None
+    processes = 4
+
+    # -- hooks a subclass may override -------------------------------------------------------------------------
+
+    def make_options(self, tmp_path) -> dict[str, Any]:
+        """Constructor options for one test; override to point the backend at ``tmp_path`` or a server URL.
+
+        The result is passed to other processes too, so it must be picklable (strings and numbers).
+        """
+        return dict(self.options)
+
+    def make_lock_options(self, tmp_path) -> dict[str, Any]:
+        """Options for the lock under test, besides ``backend`` (picklable: worker processes rebuild the lock).
+
+        The default gives a per-test ``lock_dir``, which the suite drops for a lock type whose constructor has no
+        ``lock_dir`` parameter.
+        """
+        return {"lock_dir": str(tmp_path / "locks")}
+
+    # -- fixtures ----------------------------------------------------------------------------------------------
+
+    @pytest.fixture
+    def backend_options(self, tmp_path) -> dict[str, Any]:
+        if not self.backend:
+            pytest.fail(f"{type(self).__name__} must set the class attribute `backend` to a backend name")
+        return self.make_options(tmp_path)
+
+    @pytest.fixture
+    def registry(self):
+        """A registry that loads installed plugins, so a backend distribution is found by its name."""
+        registry = Registry()
+        yield registry
+        registry.close()
+
+    @pytest.fixture
+    def store(self, registry, backend_options):
+        store = registry.backend_class(self.backend)(**backend_options)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        """A key prefix no other test (or earlier run against the same server) uses."""
+        return f"bkconf-{uuid.uuid4().hex[:16]}:"
+
+    # -- timing helpers ----------------------------------------------------------------------------------------
+
+    @property
+    def short_ttl(self) -> float:
+        """A TTL long enough to read a value back right after writing it, short enough to wait out."""
+        return max(0.3, 2 * self.ttl_resolution)
+
+    def wait_past(self, ttl: float) -> None:
+        """Sleep until an entry written ``ttl`` seconds ago has certainly expired."""
+        time.sleep(ttl + self.ttl_resolution + 0.25)
+
+    def require_shared(self, backend) -> None:
+        if not backend.shared:
+            pytest.skip(f"the {self.backend} backend is process-local (shared = False): other processes neither "
+                        f"see its data nor need its lock")
+
+    def require_keys(self) -> None:
+        if not self.supports_keys:
+            pytest.skip(f"the {self.backend} backend declares supports_keys = False")
+
+
+def _counter(value: Any) -> int:
+    return int(value)  # bytes or int, depending on stores_objects
+
+
+#: keys a backend must store as they are and keep apart: (test id, suffix appended to the test's prefix)
+ODD_KEYS = [
+    ("space", "a key with spaces"),
+    ("newline", "line one\nline two\r\n"),
+    ("nul", "nul\x00byte"),
+    ("control", "".join(chr(code) for code in range(1, 32))),
+    ("parent_dirs", "../../../../etc/passwd"),
+    ("absolute", "/tmp/absolute"),
+    ("backslashes", "..\\..\\windows"),
+    ("dot", "."),
+    ("empty_suffix", ""),
+    ("percent", "%2e%2e%2f%00"),
+    ("unicode", "clé-ключ-鍵-🔑"),
+    ("long_2000", "L" * 2000),
+    ("case_lower", "mixedcase"),
+    ("case_upper", "MIXEDCASE"),
+    ("case_mixed", "MixedCase"),
+    ("past_250_a", "x" * 260 + "a"),
+    ("past_250_b", "x" * 260 + "b"),
+    ("unicode_past_250_a", "é" * 200 + "a"),
+    ("unicode_past_250_b", "é" * 200 + "b"),
+    ("memcached_like", "key\tkey key"),
+]
+
+BINARY_VALUES = [
+    ("all_byte_values", bytes(range(256))),
+    ("empty", b""),
+    ("nul_run", b"\x00" * 1000),
+    ("not_utf8", b"\xff\xfe\xc3\x28\x80"),
+    ("json_looking", b'{"__bk__": "bytes", "v": "AA=="}'),
+    ("pickle_looking", b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01."),
+]
+
+
+class BackendContractTests(ConformanceBase):
+    """The :class:`~beaker_core.backends.Backend` contract."""
+
+    # -- round trips -------------------------------------------------------------------------------------------
+
+    def test_get_missing_is_none(self, store, prefix):
+        assert store.get(prefix + "missing") is None
+
+    def test_set_then_get_round_trips_bytes(self, store, prefix):
+        store.set(prefix + "k", b"value")
+        value = store.get(prefix + "k")
+        assert value == b"value"
+        assert isinstance(value, bytes)
+
+    def test_set_replaces_the_value(self, store, prefix):
+        store.set(prefix + "k", b"first")
+        store.set(prefix + "k", b"second")
+        assert store.get(prefix + "k") == b"second"
+
+    def test_get_many_keeps_order_and_fills_missing_with_none(self, store, prefix):
+        store.set(prefix + "a", b"1")
+        store.set(prefix + "c", b"3")
+        keys = [prefix + "c", prefix + "missing", prefix + "a", prefix + "c"]
+        assert store.get_many(keys) == [b"3", None, b"1", b"3"]
+        assert store.get_many(iter(keys)) == [b"3", None, b"1", b"3"]  # any iterable, not only a list
+        assert store.get_many([]) == []
+
+    def test_set_many(self, store, prefix):
+        store.set_many({prefix + "a": b"1", prefix + "b": b"2"})
+        assert store.get_many([prefix + "a", prefix + "b"]) == [b"1", b"2"]
+
+    def test_add_stores_only_when_absent(self, store, prefix):
+        assert store.add(prefix + "k", b"first") is True
+        assert store.add(prefix + "k", b"second") is False
+        assert store.get(prefix + "k") == b"first"
+
+    def test_delete_reports_whether_something_was_removed(self, store, prefix):
+        store.set(prefix + "k", b"v")
+        assert store.delete(prefix + "k") is True
+        assert store.get(prefix + "k") is None
+        assert store.delete(prefix + "k") is False
+
+    def test_delete_many(self, store, prefix):
+        store.set_many({prefix + "a": b"1", prefix + "b": b"2", prefix + "c": b"3"})
+        store.delete_many([prefix + "a", prefix + "b", prefix + "missing"])
+        assert store.get_many([prefix + "a", prefix + "b", prefix + "c"]) == [None, None, b"3"]
+
+    def test_touch_missing_key_is_false(self, store, prefix):
+        assert store.touch(prefix + "missing", 10) is False
+        assert store.get(prefix + "missing") is None
+
+    def test_touch_keeps_the_value(self, store, prefix):
+        store.set(prefix + "k", b"v", ttl=60)
+        assert store.touch(prefix + "k", 120) is True
+        assert store.get(prefix + "k") == b"v"
+
+    def test_incr_starts_at_zero_and_returns_the_new_value(self, store, prefix):
+        key = prefix + "counter"
+        assert store.incr(key) == 1
+        assert store.incr(key) == 2
+        assert store.incr(key, 5) == 7
+        assert store.incr(key, -3) == 4
+        assert _counter(store.get(key)) == 4
+
+    def test_invalid_ttl_is_a_configuration_error(self, store, prefix):
+        for ttl in (0, -1, "10", True):
+            with pytest.raises(ConfigurationError):
+                store.set(prefix + "k", b"v", ttl=ttl)
+        assert store.get(prefix + "k") is None
+        store.set(prefix + "k", b"v")
+        with pytest.raises(ConfigurationError):
+            store.touch(prefix + "k", -5)
+
+    def test_describe_names_the_backend(self, store):
+        description = store.describe()
+        assert isinstance(description, str) and description
+
+    # -- enumeration -------------------------------------------------------------------------------------------
+
+    def test_keys_lists_live_keys_under_a_prefix(self, store, prefix):
+        self.require_keys()
+        store.set_many({prefix + "one": b"1", prefix + "two": b"2", prefix + "other:three": b"3"})
+        assert sorted(store.keys(prefix)) == sorted([prefix + "one", prefix + "two", prefix + "other:three"])
+        assert list(store.keys(prefix + "other:")) == [prefix + "other:three"]
+        assert list(store.keys(prefix + "nothing")) == []
+
+    def test_keys_unsupported_is_not_implemented(self, store, prefix):
+        if self.supports_keys:
+            pytest.skip(f"the {self.backend} backend enumerates its keys")
+        with pytest.raises(NotImplementedError):
+            list(store.keys(prefix))
+
+    def test_delete_prefix_removes_only_that_prefix(self, store, prefix):
+        self.require_keys()
+        store.set_many({prefix + "a:1": b"1", prefix + "a:2": b"2", prefix + "b:1": b"3"})
+        assert store.delete_prefix(prefix + "a:") == 2
+        assert store.get_many([prefix + "a:1", prefix + "a:2", prefix + "b:1"]) == [None, None, b"3"]
+        assert store.delete_prefix(prefix + "a:") == 0
+
+    # -- expiry ------------------------------------------------------------------------------------------------
+
+    def test_ttl_value_disappears_after_expiry(self, store, prefix):
+        ttl = self.short_ttl
+        store.set(prefix + "short", b"v", ttl=ttl)
+        store.set(prefix + "forever", b"f")
+        store.set(prefix + "long", b"l", ttl=3600)
+        assert store.get(prefix + "short") == b"v"
+        self.wait_past(ttl)
+        assert store.get(prefix + "short") is None
+        assert store.get_many([prefix + "short", prefix + "forever", prefix + "long"]) == [None, b"f", b"l"]
+        assert store.touch(prefix + "short", 60) is False
+        assert store.add(prefix + "short", b"again") is True  # an expired entry does not block add
+        assert store.get(prefix + "short") == b"again"
+        if self.supports_keys:
+            store.set(prefix + "gone", b"g", ttl=ttl)
+            self.wait_past(ttl)
+            assert prefix + "gone" not in set(store.keys(prefix))
+
+    def test_fractional_ttl_below_one_second_expires(self, store, prefix):
+        # A store with whole-second TTLs must round up, never down to 0 (which often means "never expire").
+        store.set(prefix + "k", b"v", ttl=0.5)
+        self.wait_past(max(0.5, self.ttl_resolution))
+        assert store.get(prefix + "k") is None
+
+    def test_touch_extends_or_removes_the_ttl(self, store, prefix):
+        ttl = self.short_ttl
+        store.set(prefix + "extended", b"e", ttl=ttl)
+        store.set(prefix + "persisted", b"p", ttl=ttl)
+        store.set(prefix + "untouched", b"u", ttl=ttl)
+        assert store.touch(prefix + "extended", 3600) is True
+        assert store.touch(prefix + "persisted", None) is True
+        self.wait_past(ttl)
+        assert store.get_many([prefix + "extended", prefix + "persisted", prefix + "untouched"]) == [
+            b"e", b"p", None]
+
+    def test_set_without_ttl_clears_a_previous_ttl(self, store, prefix):
+        ttl = self.short_ttl
+        store.set(prefix + "k", b"old", ttl=ttl)
+        store.set(prefix + "k", b"new")
+        self.wait_past(ttl)
+        assert store.get(prefix + "k") == b"new"
+
+    def test_cleanup_removes_expired_entries_and_keeps_live_ones(self, store, prefix):
+        ttl = self.short_ttl
+        store.set_many({prefix + "x1": b"1", prefix + "x2": b"2"}, ttl=ttl)
+        store.set(prefix + "live", b"l", ttl=3600)
+        store.set(prefix + "forever", b"f")
+        self.wait_past(ttl)
+        removed = store.cleanup()
+        assert isinstance(removed, int) and removed >= 0
+        if not self.native_expiry:
+            assert removed >= 2, "cleanup must report the expired entries it removed"
+        assert store.get_many([prefix + "x1", prefix + "x2", prefix + "live", prefix + "forever"]) == [
+            None, None, b"l", b"f"]
+        if self.supports_keys:
+            assert sorted(store.keys(prefix)) == [prefix + "forever", prefix + "live"]
+
+    # -- odd keys and binary values ----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("suffix", [suffix for _, suffix in ODD_KEYS], ids=[name for name, _ in ODD_KEYS])
+    def test_odd_key_round_trips(self, store, prefix, suffix):
+        key = prefix + suffix
+        store.set(key, b"value of " + key.encode("utf-8"))
+        assert store.get(key) == b"value of " + key.encode("utf-8")
+        assert store.touch(key, 60) is True
+        assert store.delete(key) is True
+        assert store.get(key) is None
+
+    def test_odd_keys_do_not_collide(self, store, prefix):
+        keys = [prefix + suffix for _, suffix in ODD_KEYS]
+        for index, key in enumerate(keys):
+            store.set(key, str(index).encode("ascii"))
+        assert store.get_many(keys) == [str(index).encode("ascii") for index in range(len(keys))]
+        if self.supports_keys:
+            assert sorted(store.keys(prefix)) == sorted(keys)  # keys come back exactly as they were given
+        for key in keys:
+            store.delete(key)
+        assert store.get_many(keys) == [None] * len(keys)
+
+    @pytest.mark.parametrize("value", [value for _, value in BINARY_VALUES], ids=[name for name, _ in BINARY_VALUES])
+    def test_binary_value_round_trips(self, store, prefix, value):
+        store.set(prefix + "bin", value)
+        stored = store.get(prefix + "bin")
+        assert stored == value
+        assert isinstance(stored, bytes)
+        assert store.get_many([prefix + "bin"]) == [value]
+
+    def test_empty_value_is_not_missing(self, store, prefix):
+        store.set(prefix + "empty", b"")
+        assert store.get(prefix + "empty") == b""
+        assert store.add(prefix + "empty", b"other") is False
+        assert store.touch(prefix + "empty", 60) is True
+        assert store.delete(prefix + "empty") is True
+
+    def test_large_value_round_trips(self, store, prefix):
+        size = 500_000
+        if store.max_value_size is not None and store.max_value_size < size:
+            pytest.skip(f"the {self.backend} backend stores at most {store.max_value_size} bytes per value")
+        value = os.urandom(size)
+        store.set(prefix + "large", value)
+        assert store.get(prefix + "large") == value
+
+    # -- concurrency -------------------------------------------------------------------------------------------
+
+    def test_concurrent_set_and_get_from_threads(self, store, prefix):
+        threads_count, rounds = 8, 40
+        shared_key = prefix + "shared"
+        shared_values = {bytes([index]) * 64 for index in range(threads_count)}
+        store.set(shared_key, bytes([0]) * 64)
+        errors: list[str] = []
+        start = threading.Barrier(threads_count)
+
+        def work(index: int) -> None:
+            try:
+                start.wait()
+                own = bytes([index]) * 64
+                for round_number in range(rounds):
+                    key = f"{prefix}t{index}:{round_number % 5}"
+                    value = own + str(round_number).encode("ascii")
+                    store.set(key, value)
+                    if store.get(key) != value:
+                        errors.append(f"thread {index} lost its own write to {key!r}")
+                    store.set(shared_key, own)
+                    seen = store.get(shared_key)
+                    if seen not in shared_values:  # never torn, never missing
+                        errors.append(f"thread {index} read {seen!r} from the shared key")
+            except Exception as exc:  # surfaced below, with the thread that raised it
+                errors.append(f"thread {index}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=work, args=(index,)) for index in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "a thread hung"
+        assert errors == []
