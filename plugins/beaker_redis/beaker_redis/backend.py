@@ -1,0 +1,338 @@
+"""The ``redis`` backend (Beaker's ``ext:redis``) and the ``rediscluster`` backend (Beaker's ``ext:rediscluster``).
+
+One class serves both: a single server and a Redis Cluster differ only in how the client is built and in
+``get_many`` (``MGET`` on one server; on a cluster, one ``MGET`` per hash slot, sent in one pipeline). Keys are
+stored as ``prefix + key`` encoded in UTF-8; values are the bytes the core hands over, with a native TTL
+(``SET ... PX``), so redis expires them itself and ``TTL key`` shows what is left.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Iterator
+
+from beaker_core.backends import Backend, check_ttl
+from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
+
+from .connection import (Target, client_options, describe_client, freeze, is_cluster_url, parse_cluster_url,
+                         parse_single_url, scrub, shared_clients)
+
+_BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
+DEFAULT_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisClusterException, RedisError
+    return (RedisError, RedisClusterException)
+
+
+def _milliseconds(ttl: Any) -> int:
+    return max(1, math.ceil(check_ttl(ttl) * 1000))
+
+
+def _glob_escape(pattern: bytes) -> bytes:
+    """``pattern`` with redis's glob characters escaped, for ``SCAN MATCH``."""
+    for special in (b"\\", b"*", b"?", b"[", b"]"):
+        pattern = pattern.replace(special, b"\\" + special)
+    return pattern
+
+
+class RedisBackend(Backend):
+    """Values in redis, expired by redis.
+
+    :param url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+        ``unix://[[user]:password@]/path/to/socket?db=N``, as redis-py reads it; query-string options
+        (``?socket_timeout=3``) are honoured. A cluster URL (``redis+cluster://host:port,host:port``) gives a
+        cluster backend. For Beaker compatibility ``url`` may also be a redis-py client instance.
+    :param client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` instance to use instead of a URL (it stays
+        the caller's: :meth:`close` leaves it open).
+    :param prefix: prepended to every key (default: none), e.g. ``myapp:``; keys are enumerated under it with
+        ``SCAN``, never ``KEYS``. Avoid ``{}`` in a cluster prefix unless every key should share one hash slot.
+    :param socket_timeout: seconds to wait for a reply (default 5).
+    :param socket_connect_timeout: seconds to wait for a connection (default 5).
+    :param max_connections: connections in the pool at most (default: unbounded).
+    :param health_check_interval: seconds after which an idle connection is checked with PING before use.
+    :param retry_on_timeout: retry a command once after a timeout.
+    :param username: ACL user name (overrides the URL's).
+    :param password: password (overrides the URL's); never shown in messages.
+    :param db: database number (overrides the URL's; a cluster only has 0).
+    :param ssl_ca_certs: CA bundle for ``rediss://``.
+    :param ssl_cert_reqs: ``required`` (default), ``optional`` or ``none`` for ``rediss://``.
+    :param connection_options: a dict of further keyword arguments for redis-py's connection pool.
+
+    Every backend built for the same URL and options shares one client, hence one connection pool per process.
+    Redis errors (unreachable server, refused authentication...) are raised as
+    :class:`~beaker_core.exceptions.BackendError` naming the backend and the URL, without its password.
+    """
+
+    name = "redis"
+    preferred_lock = "redis"
+    shared = True
+    max_value_size = 512 * 1024 * 1024  # redis's proto-max-bulk-len default
+    #: only a Redis Cluster is accepted (the ``rediscluster`` name)
+    cluster_only = False
+
+    def __init__(self, url: Any = None, *, client: Any = None, prefix: Any = "", socket_timeout: Any = None,
+                 socket_connect_timeout: Any = None, max_connections: Any = None, health_check_interval: Any = None,
+                 retry_on_timeout: Any = None, username: Any = None, password: Any = None, db: Any = None,
+                 ssl_ca_certs: Any = None, ssl_cert_reqs: Any = None, connection_options: Any = None):
+        owner = f"the {self.name} backend"
+        self._shared_key: Any = None
+        if url is not None and not isinstance(url, str):
+            if client is not None:
+                raise ConfigurationError(f"{owner}: pass either url or client, not both")
+            client, url = url, None
+        if url is None and client is None:
+            raise ConfigurationError(f"{owner} needs a url (e.g. redis://localhost:6379/0) or a client")
+        if url is not None and client is not None:
+            raise ConfigurationError(f"{owner}: pass either url or client, not both")
+        if not isinstance(prefix, str):
+            raise ConfigurationError(f"{owner} option prefix must be a string, not {prefix!r}")
+        self.prefix = prefix
+        self._prefix_bytes = prefix.encode("utf-8", "surrogatepass")
+        options = client_options(
+            owner, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
+            max_connections=max_connections, health_check_interval=health_check_interval,
+            retry_on_timeout=retry_on_timeout, username=username, password=password, db=db,
+            ssl_ca_certs=ssl_ca_certs, ssl_cert_reqs=ssl_cert_reqs, connection_options=connection_options)
+        self._password = options.get("password")
+        if client is not None:
+            if options:
+                raise ConfigurationError(f"{owner}: connection options ({', '.join(sorted(options))}) apply to a "
+                                         f"url; configure the client you pass instead")
+            self.target = self._check_client(client, owner)
+            self._client = client
+        else:
+            url = url.strip()
+            if self.cluster_only or is_cluster_url(url):
+                self.target = parse_cluster_url(url, owner)
+                if options.pop("db", 0) != 0:
+                    raise ConfigurationError(f"{owner}: a redis cluster has only database 0")
+            else:
+                self.target = parse_single_url(url, owner)
+            self._password = self._password or self.target.password
+            key = ("cluster" if self.target.cluster else "single", url, freeze(options))
+            self._client = shared_clients.checkout(key, lambda: self._connect(self.target, options))
+            self._shared_key = key
+        self._password = options.get("password") or self.target.password
+        self.cluster = self.target.cluster
+        self._errors = _redis_errors()  # evaluated only when an exception is raised: costs nothing on success
+        self._get = self._client.get
+        self._mget = self._client.mget_nonatomic if self.cluster else self._client.mget
+        self._scripts: dict[str, Any] = {}
+
+    # -- connecting ----------------------------------------------------------------------------------------------
+
+    def _check_client(self, client: Any, owner: str) -> Target:
+        import redis
+        from redis.cluster import RedisCluster
+
+        if not isinstance(client, (redis.Redis, RedisCluster)):
+            raise ConfigurationError(f"{owner}: client must be a redis.Redis or redis.cluster.RedisCluster "
+                                     f"instance, not {type(client).__name__}")
+        if self.cluster_only and not isinstance(client, RedisCluster):
+            raise ConfigurationError(f"{owner}: client must be a redis.cluster.RedisCluster instance")
+        if client.get_encoder().decode_responses:
+            raise ConfigurationError(f"{owner}: the client must return bytes (decode_responses=False)")
+        return describe_client(client)
+
+    def _connect(self, target: Target, options: dict[str, Any]) -> Any:
+        import redis
+        from redis.connection import parse_url
+
+        if not target.cluster:
+            # explicit options override the URL, which overrides the default timeouts
+            merged = {**DEFAULT_TIMEOUTS, **parse_url(target.url), **options}
+            try:
+                return redis.Redis(connection_pool=redis.ConnectionPool(**merged))
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"the {self.name} backend at {target.display}: "
+                                         f"{scrub(str(exc), target.password)}") from None
+        from redis.cluster import ClusterNode, RedisCluster
+
+        options = {**DEFAULT_TIMEOUTS, **target.node_options, **options}
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        try:
+            return RedisCluster(startup_nodes=nodes, **options)
+        except _redis_errors() as exc:
+            raise self._error_at(target, "connection", exc) from exc
+        except TypeError as exc:
+            raise ConfigurationError(f"the {self.name} backend at {target.display}: {exc}") from None
+
+    def _error_at(self, target: Target, operation: str, exc: BaseException) -> BackendError:
+        password = self._password or target.password
+        return BackendError(f"{self.name} backend at {target.display}: {operation} failed: "
+                            f"{scrub(f'{type(exc).__name__}: {exc}', password)}")
+
+    def _error(self, operation: str, exc: BaseException) -> BackendError:
+        return self._error_at(self.target, operation, exc)
+
+    def _key(self, key: str) -> bytes:
+        return self._prefix_bytes + key.encode("utf-8", "surrogatepass")
+
+    def script(self, source: str) -> Any:
+        """A registered Lua script for this backend's client (cached)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client.register_script(source)
+        return script
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (shared by every backend with the same URL and options)."""
+        return self._client
+
+    # -- the contract ----------------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        try:
+            return self._get(self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
+        except self._errors as exc:
+            raise self._error("GET", exc) from exc
+
+    def get_many(self, keys: Iterable[str]) -> list[Any]:
+        prefix = self._prefix_bytes
+        encoded = [prefix + key.encode("utf-8", "surrogatepass") for key in keys]
+        if not encoded:
+            return []
+        try:
+            return self._mget(encoded)
+        except self._errors as exc:
+            raise self._error("MGET", exc) from exc
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if type(value) is not bytes:
+            value = _as_bytes(value, key)
+        px = None if ttl is None else _milliseconds(ttl)
+        try:
+            self._client.set(self._key(key), value, px=px)
+        except self._errors as exc:
+            raise self._error("SET", exc) from exc
+
+    def set_many(self, items: dict[str, Any], ttl: float | None = None) -> None:
+        px = None if ttl is None else _milliseconds(ttl)
+        if not items:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for key, value in items.items():
+                pipe.set(self._key(key), value if type(value) is bytes else _as_bytes(value, key), px=px)
+            pipe.execute()
+        except self._errors as exc:
+            raise self._error("SET (pipelined)", exc) from exc
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        if type(value) is not bytes:
+            value = _as_bytes(value, key)
+        px = None if ttl is None else _milliseconds(ttl)
+        try:
+            return bool(self._client.set(self._key(key), value, nx=True, px=px))
+        except self._errors as exc:
+            raise self._error("SET NX", exc) from exc
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self._client.delete(self._key(key)))
+        except self._errors as exc:
+            raise self._error("DEL", exc) from exc
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        encoded = [self._key(key) for key in keys]
+        try:
+            for start in range(0, len(encoded), _BATCH):
+                self._client.delete(*encoded[start:start + _BATCH])
+        except self._errors as exc:
+            raise self._error("DEL", exc) from exc
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        encoded = self._key(key)
+        try:
+            if ttl is not None:
+                return bool(self._client.pexpire(encoded, _milliseconds(ttl)))
+            pipe = self._client.pipeline(transaction=False)
+            pipe.persist(encoded)
+            pipe.exists(encoded)
+            return bool(pipe.execute()[1])
+        except self._errors as exc:
+            raise self._error("PEXPIRE" if ttl is not None else "PERSIST", exc) from exc
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise ConfigurationError(f"incr delta must be an integer, not {delta!r}")
+        try:
+            return int(self._client.incrby(self._key(key), delta))
+        except self._errors as exc:
+            raise self._error("INCRBY", exc) from exc
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix`` (after the backend's own prefix), found with ``SCAN``: never ``KEYS``, which
+        blocks the server. A key written or removed during the scan may or may not be listed."""
+        pattern = _glob_escape(self._key(prefix)) + b"*"
+        strip = len(self._prefix_bytes)
+        try:
+            for raw in self._client.scan_iter(match=pattern, count=_BATCH):
+                yield raw[strip:].decode("utf-8", "surrogatepass")
+        except self._errors as exc:
+            raise self._error("SCAN", exc) from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        pattern = _glob_escape(self._key(prefix)) + b"*"
+        removed = 0
+        batch: list[bytes] = []
+        try:
+            for raw in self._client.scan_iter(match=pattern, count=_BATCH):
+                batch.append(raw)
+                if len(batch) >= _BATCH:
+                    removed += self._client.delete(*batch)
+                    batch = []
+            if batch:
+                removed += self._client.delete(*batch)
+        except self._errors as exc:
+            raise self._error("SCAN/DEL", exc) from exc
+        return removed
+
+    def clear(self) -> int:
+        """Remove every key under the backend's prefix (the whole database when it has none), by SCAN and DEL;
+        never ``FLUSHDB``."""
+        return self.delete_prefix("")
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds ``key`` has left; None when it has no TTL or does not exist (for tools and tests)."""
+        try:
+            remaining = self._client.pttl(self._key(key))
+        except self._errors as exc:
+            raise self._error("PTTL", exc) from exc
+        return remaining / 1000.0 if remaining >= 0 else None
+
+    def cleanup(self) -> int:
+        return 0  # redis expires keys itself
+
+    def close(self) -> None:
+        key, self._shared_key = self._shared_key, None
+        if key is not None:
+            shared_clients.checkin(key)
+
+    def describe(self) -> str:
+        return f"{self.name} backend at {self.target.display}"
+
+
+class RedisClusterBackend(RedisBackend):
+    """The ``rediscluster`` backend: :class:`RedisBackend` on a Redis Cluster.
+
+    :param url: the cluster's startup nodes: ``redis+cluster://[user:password@]host:port,host:port``
+        (``rediss+cluster://`` for TLS), Beaker's ``redis://host:port,redis://host:port``, or
+        ``host:port,host:port``; one reachable node is enough, the others are discovered.
+
+    The other options are those of :class:`RedisBackend`. ``get_many`` groups keys by hash slot and sends one
+    ``MGET`` per slot in a single pipeline; it is not atomic across slots.
+    """
+
+    name = "rediscluster"
+    cluster_only = True
+
+
+def _as_bytes(value: Any, key: str) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise SerializationError(f"the redis backend stores bytes; the value for key {key!r} is a "
+                             f"{type(value).__name__}")
+

@@ -1,0 +1,256 @@
+"""Redis URLs, connection options, and one shared client (one connection pool) per URL and options.
+
+Descriptions used in messages are rebuilt from the parsed URL, so they never contain a password; error texts
+coming from redis-py are scrubbed of the password as well, in case a library message ever quotes it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from beaker_core.exceptions import ConfigurationError
+from beaker_core.util import coerce_bool, coerce_float, coerce_int
+
+SINGLE_SCHEMES = ("redis://", "rediss://", "unix://")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+DEFAULT_PORT = 6379
+
+
+@dataclass
+class Target:
+    """Where a backend connects: a parsed URL (or a client given as it is), and how to show it."""
+
+    url: str | None
+    display: str
+    cluster: bool
+    password: str | None = None
+    nodes: list[tuple[str, int]] = field(default_factory=list)  # cluster startup nodes
+    node_options: dict[str, Any] = field(default_factory=dict)  # cluster: username, password, ssl
+
+
+def is_cluster_url(url: Any) -> bool:
+    if not isinstance(url, str):
+        return False
+    stripped = url.strip()
+    if stripped.startswith(CLUSTER_SCHEMES):
+        return True
+    # Beaker's ext:rediscluster form: several node URLs separated by commas
+    return "," in stripped
+
+
+def _scheme_hint(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else url[:0]
+    return f"a URL with scheme {scheme!r}" if scheme else "a URL without a scheme"
+
+
+def parse_single_url(url: str, owner: str) -> Target:
+    """A ``redis://``, ``rediss://`` or ``unix://`` URL, as redis-py reads it."""
+    from redis.connection import parse_url
+
+    if not url.startswith(SINGLE_SCHEMES):
+        raise ConfigurationError(
+            f"{owner}: url must start with redis://, rediss:// or unix:// "
+            f"(or redis+cluster:// for a cluster), not {_scheme_hint(url)}")
+    try:
+        parts = parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"{owner}: invalid url ({exc})") from None
+    user = f"{parts['username']}@" if parts.get("username") else ""
+    db = parts.get("db", 0)
+    if url.startswith("unix://"):
+        display = f"unix://{user}{parts.get('path', '')}?db={db}"
+    else:
+        scheme = "rediss" if url.startswith("rediss://") else "redis"
+        host = parts.get("host", "localhost")
+        if ":" in host:
+            host = f"[{host}]"
+        display = f"{scheme}://{user}{host}:{parts.get('port', DEFAULT_PORT)}/{db}"
+    return Target(url=url, display=display, cluster=False, password=parts.get("password"))
+
+
+def _split_host_port(text: str, owner: str) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):  # [ipv6]:port
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ConfigurationError(f"{owner}: a cluster node must be host:port, not {text!r}")
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORT
+    except ValueError:
+        raise ConfigurationError(f"{owner}: invalid port in cluster node {text!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"{owner}: port out of range in cluster node {text!r}")
+    return unquote(host), port
+
+
+def parse_cluster_url(url: str, owner: str) -> Target:
+    """A cluster's startup nodes, in one of three forms:
+
+    * ``redis+cluster://[user:password@]host:port,host:port`` (``rediss+cluster://`` for TLS);
+    * Beaker's ``redis://host:port,redis://host:port`` (each a node URL; credentials from the first that has them);
+    * ``host:port,host:port``.
+
+    A cluster has only database 0, so a URL naming another database is an error.
+    """
+    url = url.strip()
+    node_options: dict[str, Any] = {}
+    nodes: list[tuple[str, int]] = []
+    if url.startswith(CLUSTER_SCHEMES):
+        scheme, _, rest = url.partition("://")
+        authority, _, tail = rest.partition("/")
+        path, _, query = tail.partition("?")
+        if query:
+            raise ConfigurationError(f"{owner}: a cluster url takes no query string; pass options as options")
+        if path not in ("", "0"):
+            raise ConfigurationError(f"{owner}: a redis cluster has only database 0, the url names {path!r}")
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+            username, _, password = userinfo.partition(":")
+            if username:
+                node_options["username"] = unquote(username)
+            if password:
+                node_options["password"] = unquote(password)
+        if scheme == "rediss+cluster":
+            node_options["ssl"] = True
+        nodes = [_split_host_port(part, owner) for part in authority.split(",") if part.strip()]
+        display_scheme = scheme
+    else:
+        display_scheme = "redis+cluster"
+        for part in (piece.strip() for piece in url.split(",")):
+            if not part:
+                continue
+            if "://" not in part:
+                nodes.append(_split_host_port(part, owner))
+                continue
+            if part.startswith("unix://"):
+                raise ConfigurationError(f"{owner}: cluster nodes are reached over TCP, not unix sockets")
+            parse_single_url(part, owner)  # checks the scheme and the syntax
+            from redis.connection import parse_url
+            parsed = parse_url(part)
+            if parsed.get("db", 0) != 0:
+                raise ConfigurationError(f"{owner}: a redis cluster has only database 0, a node url names "
+                                         f"db {parsed['db']}")
+            if part.startswith("rediss://"):
+                node_options["ssl"] = True
+                display_scheme = "rediss+cluster"
+            for option in ("username", "password"):
+                if parsed.get(option) and option not in node_options:
+                    node_options[option] = parsed[option]
+            nodes.append((parsed.get("host", "localhost"), parsed.get("port", DEFAULT_PORT)))
+    if not nodes:
+        raise ConfigurationError(f"{owner}: the cluster url names no node")
+    user = f"{node_options['username']}@" if node_options.get("username") else ""
+    shown = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in nodes)
+    return Target(url=url, display=f"{display_scheme}://{user}{shown}", cluster=True,
+                  password=node_options.get("password"), nodes=nodes, node_options=node_options)
+
+
+def describe_client(client: Any) -> Target:
+    """A target for a client instance passed in (its password is never shown)."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        names = sorted(node.name for node in client.get_nodes())
+        return Target(url=None, display="redis+cluster://" + ",".join(names), cluster=True)
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        display = f"unix://{kwargs['path']}?db={db}"
+    else:
+        display = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', DEFAULT_PORT)}/{db}"
+    return Target(url=None, display=display, cluster=False, password=kwargs.get("password"))
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (and its percent-encoded form) replaced by ``***``."""
+    if secret:
+        from urllib.parse import quote
+        for form in {secret, quote(secret, safe="")}:
+            text = text.replace(form, "***")
+    return text
+
+
+# -- options -----------------------------------------------------------------------------------------------------
+
+def client_options(owner: str, *, socket_timeout: Any, socket_connect_timeout: Any, max_connections: Any,
+                   health_check_interval: Any, retry_on_timeout: Any, username: Any, password: Any, db: Any,
+                   ssl_ca_certs: Any, ssl_cert_reqs: Any, connection_options: Any) -> dict[str, Any]:
+    """Keyword arguments for redis-py, coerced from configuration strings; None values left out."""
+    options: dict[str, Any] = {}
+    for name, value in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout),
+                        ("health_check_interval", health_check_interval)):
+        if value is not None:
+            options[name] = coerce_float(f"{owner} option {name}", value, minimum=0.0)
+    if max_connections is not None:
+        options["max_connections"] = coerce_int(f"{owner} option max_connections", max_connections, minimum=1)
+    if retry_on_timeout is not None:
+        options["retry_on_timeout"] = coerce_bool(f"{owner} option retry_on_timeout", retry_on_timeout)
+    if db is not None:
+        options["db"] = coerce_int(f"{owner} option db", db, minimum=0)
+    for name, value in (("username", username), ("password", password), ("ssl_ca_certs", ssl_ca_certs),
+                        ("ssl_cert_reqs", ssl_cert_reqs)):
+        if value is not None:
+            if not isinstance(value, str):
+                raise ConfigurationError(f"{owner} option {name} must be a string")
+            options[name] = value
+    if connection_options is not None:
+        if not isinstance(connection_options, dict) or not all(isinstance(key, str) for key in connection_options):
+            raise ConfigurationError(f"{owner} option connection_options must be a dict of keyword arguments "
+                                     f"for redis-py")
+        options.update(connection_options)
+    return options
+
+
+# -- shared clients ----------------------------------------------------------------------------------------------
+
+class SharedClients:
+    """One client per (kind, url, options), counted: the last user to let go closes its connections."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._entries: dict[Any, list] = {}  # key -> [client, users]
+
+    def checkout(self, key: Any, create) -> Any:
+        with self._guard:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = [create(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def checkin(self, key: Any) -> None:
+        with self._guard:
+            entry = self._entries.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del self._entries[key]
+        close_client(entry[0])
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def close_client(client: Any) -> None:
+    try:
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+        else:
+            client.close()
+    except Exception:  # closing is best effort: the connections go away with the process anyway
+        pass
+
+
+shared_clients = SharedClients()
+
+
+def freeze(options: dict[str, Any]) -> tuple:
+    return tuple(sorted((key, repr(value)) for key, value in options.items()))
