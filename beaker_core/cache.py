@@ -147,32 +147,45 @@ class Cache:
             return False
         return self.starttime is None or created >= self.starttime
 
-    def _lookup(self, key: Any, expiretime: Any = None) -> Any:
+    def _lookup(self, key: Any, expiretime: Any = None, _now=time.time) -> Any:
+        """The fresh value under ``key`` or ``_MISS``: the hot path of every hit, kept flat on purpose."""
         if type(key) is not str:
             key = _key_string(key)
         try:
-            entry, generation = self._read(key)
+            if self._uses_generations:
+                entry, generation = self._read(key)
+            else:
+                entry, generation = self.backend.get(self._prefix + key), 0
         except Exception as exc:
             if not self.fail_open:
                 raise
             log.warning("cache %r: read of %r failed, treated as a miss: %s", self.namespace, key, exc)
             return _MISS
-        if entry is None or not self._fresh(entry, generation, expiretime, time.time()):
+        if entry is None:
             return _MISS
-        return entry[0]
+        value, created, expire, entry_generation = entry
+        if entry_generation != generation:
+            return _MISS
+        if expiretime is not None:
+            expire = expiretime
+        if expire and _now() >= created + expire:
+            return _MISS
+        if self.starttime is not None and created < self.starttime:
+            return _MISS
+        return value
 
     def get(self, key: Any, createfunc: Callable[[], Any] | None = None, expiretime: Any = None, **kw: Any) -> Any:
         """The value under ``key``; created by ``createfunc`` when missing or expired, else KeyError."""
+        if createfunc is None and not kw and self.enabled:
+            value = self._lookup(key, expiretime)
+            if value is _MISS:
+                raise KeyError(key)
+            return value
         if kw:
             _reject_options("Cache.get", kw)
         if createfunc is not None:
             return self.get_or_create(key, createfunc, expiretime)
-        if not self.enabled:
-            raise KeyError(key)
-        value = self._lookup(key, expiretime)
-        if value is _MISS:
-            raise KeyError(key)
-        return value
+        raise KeyError(key)
 
     get_value = get
 
@@ -276,7 +289,7 @@ class Cache:
         return self._lock_class(f"beaker-cache:{self._prefix}{key}", backend=self.backend,
                                 expire=self.lock_expire, timeout=self.lock_timeout, **self._lock_options)
 
-    def get_or_create(self, key: Any, creator: Callable[[], Any], expire: Any = None) -> Any:
+    def get_or_create(self, key: Any, creator: Callable[[], Any], expire: Any = None, _now=time.time) -> Any:
         """The value under ``key``, running ``creator`` once (across threads and processes) when it is missing.
 
         While one caller recreates an expired value, other callers get the expired value rather than wait.
@@ -291,16 +304,23 @@ class Cache:
         else:
             expire = coerce_expire("expiretime", expire)
         try:
-            entry, generation = self._read(key)
+            if self._uses_generations:
+                entry, generation = self._read(key)
+            else:
+                entry, generation = self.backend.get(self._prefix + key), 0
         except Exception as exc:
             if not self.fail_open:
                 raise
             log.warning("cache %r: read of %r failed, computing without the cache: %s", self.namespace, key, exc)
             return creator()
-        now = time.time()
-        if entry is not None and self._fresh(entry, generation, expire, now):
-            return entry[0]
-        stale = entry is not None and entry[3] == generation and (self.starttime is None or entry[1] >= self.starttime)
+        stale = False
+        if entry is not None:
+            value, created, stored_expire, entry_generation = entry
+            if entry_generation == generation and (self.starttime is None or created >= self.starttime):
+                lifetime = expire if expire is not None else stored_expire
+                if not lifetime or _now() < created + lifetime:
+                    return value
+                stale = True
         try:
             lock = self._lock(key)
             acquired = lock.acquire(not stale, self.lock_timeout)
