@@ -1,0 +1,280 @@
+"""The built-in locks: null, thread (one process) and file (processes and threads of one machine)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from beaker_core.backends.file import FileBackend
+from beaker_core.exceptions import BackendError, ConfigurationError, LockTimeout
+from beaker_core.locks import NullLock, ThreadLock, _named_locks
+from beaker_core.locks.file import FileLock
+from beaker_core.registry import Registry
+
+
+def run_workers(tmp_path, code, argvs, timeout=60):
+    """Start one Python process per argv, release them together, and return their outputs."""
+    go = tmp_path / "go"
+    script = textwrap.dedent("""
+        import os, sys, time
+        go = sys.argv[1]
+        while not os.path.exists(go):
+            time.sleep(0.002)
+    """) + textwrap.dedent(code)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *map(str, argv)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
+    go.write_text("go")
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+        outputs.append(out.strip())
+    return outputs
+
+
+def hammer(make_lock, threads=4, rounds=100):
+    """Threads increment a shared counter under locks from ``make_lock()``; return (counter, most inside at once)."""
+    state = {"counter": 0, "inside": 0, "most": 0}
+
+    def work():
+        for _ in range(rounds):
+            with make_lock():
+                state["inside"] += 1
+                state["most"] = max(state["most"], state["inside"])
+                value = state["counter"]
+                time.sleep(0)  # invite a thread switch inside the critical section
+                state["counter"] = value + 1
+                state["inside"] -= 1
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return state["counter"], state["most"]
+
+
+# -- null and thread locks --------------------------------------------------------------------------------------------
+
+def test_null_lock():
+    lock = NullLock("anything")
+    assert lock.acquire() is True
+    assert lock.acquire(False) is True
+    lock.release()
+    with lock:
+        with NullLock("anything"):
+            pass
+
+
+def test_thread_lock_excludes_and_times_out():
+    first = ThreadLock("name", timeout=0.1)
+    second = ThreadLock("name", timeout=0.1)
+    assert first.acquire() is True
+    assert second.acquire(False) is False
+    started = time.monotonic()
+    assert second.acquire(True, 0.1) is False
+    assert time.monotonic() - started >= 0.09
+    with pytest.raises(LockTimeout, match="thread lock 'name'"):
+        with second:
+            pass
+    other = ThreadLock("other")
+    assert other.acquire(False) is True  # other names are independent
+    other.release()
+    first.release()
+    with second:
+        assert first.acquire(False) is False
+    with pytest.raises(RuntimeError):
+        first.release()
+
+
+def test_thread_lock_between_threads():
+    assert hammer(lambda: ThreadLock("counter")) == (400, 1)
+
+
+def test_named_lock_table_does_not_grow():
+    assert len(_named_locks) == 0
+    locks = [ThreadLock(f"name-{n}") for n in range(50)]
+    for lock in locks:
+        lock.acquire()
+    assert len(_named_locks) == 50
+    assert ThreadLock("name-0").acquire(True, 0.01) is False  # a timed-out waiter leaves no entry behind
+    for lock in locks:
+        lock.release()
+    hammer(lambda: ThreadLock("shared"), rounds=20)
+    assert len(_named_locks) == 0
+
+
+def test_lock_names_are_checked():
+    for wrong in ("", None, 5):
+        with pytest.raises(ConfigurationError, match="lock name"):
+            ThreadLock(wrong)
+
+
+# -- file lock --------------------------------------------------------------------------------------------------------
+
+def test_file_lock_basics(tmp_path):
+    lock_dir = tmp_path / "locks"
+    first = FileLock("name", lock_dir=str(lock_dir), timeout=0.1)
+    second = FileLock("name", lock_dir=str(lock_dir), timeout=0.1)
+    assert first.acquire() is True and first.locked
+    assert os.listdir(lock_dir) == [os.path.basename(first.path)]
+    assert first.path == second.path and os.path.dirname(first.path) == str(lock_dir)
+    assert second.acquire(False) is False
+    assert second.acquire(True, 0.1) is False
+    assert FileLock("other", lock_dir=str(lock_dir)).acquire(False) is True
+    first.release()
+    assert not first.locked
+    assert second.acquire(False) is True
+    second.release()
+    with pytest.raises(RuntimeError, match="unheld"):
+        second.release()
+
+
+def test_file_lock_timeout_raises(tmp_path):
+    holder = FileLock("busy", lock_dir=str(tmp_path))
+    holder.acquire()
+    waiter = FileLock("busy", lock_dir=str(tmp_path), timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(LockTimeout, match="file lock 'busy'.*0.2"):
+        with waiter:
+            pass
+    assert time.monotonic() - started >= 0.19
+    holder.release()
+    with waiter:
+        assert holder.acquire(False) is False
+
+
+def test_file_lock_excludes_four_processes(tmp_path):
+    lock_dir = tmp_path / "locks"
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    code = """
+        from beaker_core.locks.file import FileLock
+        lock_dir, counter = sys.argv[2], sys.argv[3]
+        for _ in range(50):
+            with FileLock("counter", lock_dir=lock_dir, timeout=30):
+                with open(counter) as handle:
+                    value = int(handle.read())
+                time.sleep(0.0005)
+                with open(counter, "w") as handle:
+                    handle.write(str(value + 1))
+    """
+    run_workers(tmp_path, code, [[lock_dir, counter]] * 4)
+    assert counter.read_text() == "200"
+    assert os.listdir(lock_dir) == []
+
+
+def test_file_lock_excludes_threads(tmp_path):
+    lock_dir = str(tmp_path)
+    assert hammer(lambda: FileLock("counter", lock_dir=lock_dir), rounds=50) == (200, 1)
+    shared = FileLock("shared", lock_dir=lock_dir)  # one object used by several threads, like a threading.Lock
+    assert hammer(lambda: shared, rounds=50) == (200, 1)
+    assert os.listdir(lock_dir) == []
+
+
+def test_lock_files_do_not_pile_up(tmp_path):
+    lock_dir = tmp_path / "locks"
+    for n in range(100):
+        with FileLock(f"name {n}", lock_dir=str(lock_dir)):
+            assert len(os.listdir(lock_dir)) == 1
+    assert os.listdir(lock_dir) == []
+
+
+def test_left_over_lock_file_is_reused_and_removed(tmp_path):
+    lock = FileLock("left", lock_dir=str(tmp_path))
+    with open(lock.path, "w"):
+        pass  # as a crashed holder leaves it
+    with lock:
+        pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_killed_holder_does_not_block_others(tmp_path):
+    code = """
+        import sys, time
+        from beaker_core.locks.file import FileLock
+        lock = FileLock("crash", lock_dir=sys.argv[1])
+        lock.acquire()
+        print("held", flush=True)
+        time.sleep(60)
+    """
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = FileLock("crash", lock_dir=str(tmp_path), timeout=10)
+        assert lock.acquire(False) is False
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        with lock:
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_lock_dir_from_the_backend(tmp_path):
+    backend = FileBackend(data_dir=str(tmp_path / "data"))
+    assert FileLock("x", backend=backend).lock_dir == str(tmp_path / "data" / "locks")
+    with_lock_dir = FileBackend(data_dir=str(tmp_path / "data"), lock_dir=str(tmp_path / "elsewhere"))
+    assert FileLock("x", backend=with_lock_dir).lock_dir == str(tmp_path / "elsewhere")
+    assert FileLock("x", backend=backend, lock_dir=str(tmp_path / "own")).lock_dir == str(tmp_path / "own")
+    with FileLock("x", backend=backend):
+        backend.set("k", b"v")
+        assert backend.cleanup() == 0  # the locks directory is not taken for data
+        assert backend.get("k") == b"v"
+
+
+def test_file_lock_options(tmp_path):
+    with pytest.raises(ConfigurationError, match="lock_dir"):
+        FileLock("x")
+    with pytest.raises(ConfigurationError, match="lock_dir"):
+        FileLock("x", backend=object())
+    with pytest.raises(ConfigurationError, match="lock_dir"):
+        FileLock("x", lock_dir=5)
+    for wrong in ("soon", -1, float("nan"), True):
+        with pytest.raises(ConfigurationError, match="timeout"):
+            FileLock("x", lock_dir=str(tmp_path), timeout=wrong)
+    with pytest.raises(ConfigurationError, match="expire"):
+        FileLock("x", lock_dir=str(tmp_path), expire="never")
+    with pytest.raises(ConfigurationError, match="unknown option.*colour.*accepted.*lock_dir"):
+        FileLock("x", lock_dir=str(tmp_path), colour="red")
+    with pytest.raises(ConfigurationError, match="lock name"):
+        FileLock("", lock_dir=str(tmp_path))
+    lock = FileLock("x", lock_dir=str(tmp_path), timeout="2.5", expire=None)
+    assert lock.timeout == 2.5 and lock.expire is None
+    with pytest.raises(ConfigurationError, match="timeout"):
+        lock.acquire(timeout=-1)
+
+
+def test_unusable_lock_dir_is_a_backend_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    lock = FileLock("x", lock_dir=str(blocker / "locks"))
+    with pytest.raises(BackendError, match="file lock 'x'.*file"):
+        lock.acquire()
+
+
+def test_odd_names_stay_inside_lock_dir(tmp_path):
+    lock_dir = tmp_path / "locks"
+    for name in ("../../escape", "a/b", "\x00", "n" * 5000, "verrou 🔒"):
+        lock = FileLock(name, lock_dir=str(lock_dir))
+        with lock:
+            assert os.path.dirname(lock.path) == str(lock_dir)
+    assert os.listdir(tmp_path) == ["locks"]
+
+
+def test_registered_lock_types():
+    registry = Registry(load_entrypoints=False)
+    assert registry.lock_class("file") is FileLock
+    assert registry.lock_class("thread") is ThreadLock
+    assert registry.lock_class("null") is NullLock
