@@ -71,6 +71,7 @@ class _BaseSession(dict):
         self._send_cookie = False     # the cookie must go out at the next persist
         self._client_had_cookie = False
         self._cookie_expires = None
+        self._used = False            # read through request.session (ASGI) or ended, regenerated, marked
         self.was_invalidated = False
 
     # -- the dict, tracking changes ------------------------------------------------------------------------------
@@ -117,6 +118,7 @@ class _BaseSession(dict):
 
     def changed(self, *keys: Any) -> None:
         """Mark keys as changed (all keys when none are named), for changes made inside their values."""
+        self._used = True
         if not keys:
             self._full = True
         for key in keys:
@@ -133,6 +135,10 @@ class _BaseSession(dict):
         """Whether the session was used in this request (a session object exists only once it is used)."""
         return True
 
+    def mark_accessed(self) -> None:
+        """Record that the application read the session (Starlette's ``request.session`` calls this)."""
+        self._used = True
+
     @property
     def cookie_expires(self) -> Any:
         return self._config.cookie_expires if self._cookie_expires is None else self._cookie_expires
@@ -141,6 +147,7 @@ class _BaseSession(dict):
     def cookie_expires(self, value: Any) -> None:
         """Change this session's cookie lifetime (a "remember me" box): the cookie is sent again."""
         self._cookie_expires = coerce_cookie_expires("cookie_expires", value)
+        self._used = True
         self._send_cookie = True
         self._full = True
 
@@ -182,9 +189,11 @@ class _BaseSession(dict):
         self.id = new_session_id()
         self._new_id = True
         self._full = True
+        self._used = True
         self._send_cookie = True
 
     def _end(self) -> None:
+        self._used = True
         self._remove_stored()
         dict.clear(self)
         self._changes.clear()
