@@ -117,7 +117,8 @@ class Cache:
         """The stored envelope for ``key`` (or None) and the namespace's current generation."""
         backend = self.backend
         if not self._uses_generations:
-            return backend.get(self._prefix + key), 0
+            raw = backend.get(self._prefix + key)
+            return (None if raw is None else self._decode(raw, key)), 0
         raw_generation, raw = backend.get_many((self._generation_key, self._prefix + key))
         generation = int(raw_generation) if raw_generation is not None else 0
         if raw is None:
@@ -152,7 +153,7 @@ class Cache:
         if type(key) is not str:
             key = _key_string(key)
         try:
-            if self._uses_generations:
+            if self._uses_generations or not self._stores_objects:
                 entry, generation = self._read(key)
             else:
                 entry, generation = self.backend.get(self._prefix + key), 0
@@ -304,7 +305,7 @@ class Cache:
         else:
             expire = coerce_expire("expiretime", expire)
         try:
-            if self._uses_generations:
+            if self._uses_generations or not self._stores_objects:
                 entry, generation = self._read(key)
             else:
                 entry, generation = self.backend.get(self._prefix + key), 0
