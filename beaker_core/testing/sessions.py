@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import threading
 import uuid
 from typing import Any, Callable
@@ -239,6 +240,21 @@ class SessionConformance(ConformanceBase):
         assert errors == []
         assert client.json("/get") == {"start": "1", **{f"key{i}": str(i) for i in range(8)}}
 
+    @pytest.mark.slow
+    def test_session_concurrent_processes_keep_every_key(self, make_app, tmp_path, registry):
+        app = make_app()
+        self.require_shared(app.session_config.backend)
+        client = WSGIClient(app)
+        client.json("/set?start=1")
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        config = self.session_config(tmp_path)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(self.processes) as pool:
+            answers = pool.starmap(request_in_process,
+                                   [(config, f"/set?proc{index}={index}", cookie) for index in range(self.processes)])
+        assert all(f"proc{index}" in answer for index, answer in enumerate(answers))
+        assert client.json("/get") == {"start": "1", **{f"proc{i}": str(i) for i in range(self.processes)}}
+
     def test_session_concurrent_deletes_and_sets_of_different_keys(self, make_app):
         app = make_app()
         client = WSGIClient(app)
@@ -317,3 +333,9 @@ class SessionConformance(ConformanceBase):
         # the bare id, or the id with another signature, is refused
         assert WSGIClient(app).json("/incr", cookie=f"beaker.session.id={session_id}") == 1
         assert WSGIClient(app).json("/incr", cookie=f"beaker.session.id={session_id}.{'A' * 43}") == 1
+
+
+def request_in_process(config: dict, path: str, cookie: str) -> Any:
+    """Run one request through a fresh middleware in this process and return its JSON answer (for worker
+    processes: the session config must be picklable)."""
+    return WSGIClient(SessionMiddleware(session_app, config)).json(path, cookie=cookie)
