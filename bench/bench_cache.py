@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 import shutil
 import sys
-import tempfile
 from importlib.metadata import version
 
 import beaker.cache as beaker_cache
@@ -22,7 +21,7 @@ from dogpile.cache.api import NO_VALUE
 
 import beaker_core.cache as core_cache
 import beaker_core.util as core_util
-from harness import SUBJECT, Contender, Scenario, Session, Target, print_header
+from harness import SUBJECT, Contender, Scenario, Session, Target, data_roots, print_header
 
 BEAKER = f"Beaker {version('Beaker')}"
 DOGPILE = f"dogpile.cache {version('dogpile.cache')}"
@@ -181,7 +180,7 @@ def decorator_scenarios() -> list[Scenario]:
 
 # -- file backend ------------------------------------------------------------------------------------------------
 
-def file_scenarios(root: str) -> list[Scenario]:
+def file_scenarios(where: str, root: str) -> list[Scenario]:
     core_json = core_cache.Cache("bench", type="file", expire=EXPIRE, data_dir=f"{root}/core-json")
     core_pickle = core_cache.Cache("bench", type="file", expire=EXPIRE, data_dir=f"{root}/core-pickle",
                                    serializer="pickle")
@@ -201,9 +200,9 @@ def file_scenarios(root: str) -> list[Scenario]:
                  "pickle file, beaker-core one file per key; beaker-core's default serializer is json, Beaker's "
                  "file cache always pickles, so beaker-core is also shown with serializer=pickle")
     return [
-        Scenario("file: get hit", contenders("cache.get(KEY)", "Cache.get"), note=size_note),
-        Scenario("file: put", contenders("cache.put(KEY, VALUE)", "Cache.put")),
-        Scenario("file: remove + miss + create", recreate,
+        Scenario(f"file ({where}): get hit", contenders("cache.get(KEY)", "Cache.get"), note=size_note),
+        Scenario(f"file ({where}): put", contenders("cache.put(KEY, VALUE)", "Cache.put")),
+        Scenario(f"file ({where}): remove + miss + create", recreate,
                  note="the same key is removed and then created again, so Beaker's namespace file stays one key "
                       "long"),
     ]
@@ -214,12 +213,12 @@ def main() -> int:
     print_header("caching API benchmark", ("beaker-core", "Beaker", "dogpile.cache"))
     for scenario in memory_scenarios() + decorator_scenarios():
         session.run(scenario)
-    root = tempfile.mkdtemp(prefix="beaker-bench-cache-")
-    try:
-        for scenario in file_scenarios(root):
-            session.run(scenario)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for where, root in data_roots("beaker-bench-cache-"):
+        try:
+            for scenario in file_scenarios(where, root):
+                session.run(scenario)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     return session.finish()
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from importlib.metadata import version
 
 from beaker.middleware import SessionMiddleware as BeakerSessionMiddleware
 
 from beaker_core.middleware import SessionMiddleware
-from harness import SUBJECT, Contender, Scenario, Session, Target, print_header
+from harness import SUBJECT, Contender, Scenario, Session, Target, data_roots, print_header
 
 BEAKER = f"Beaker {version('Beaker')}"
 BARE = "bare application"
@@ -101,7 +100,16 @@ def counter_contender(label: str, what: str, make_app) -> Contender:
     return Contender(label, what, "request()", {"request": client.request}, check=counting_check(make_app))
 
 
-def scenarios(root: str) -> list[Scenario]:
+def scenarios(roots: list[tuple[str, str]]) -> list[Scenario]:
+    out = []
+    for kind in ("memory", "file", "cookie"):
+        for where, root in (roots if kind == "file" else [("", "")]):
+            out.append(counter_scenario(kind, where, root))
+    out.append(untouched_scenario())
+    return out
+
+
+def counter_scenario(kind: str, where: str, root: str) -> Scenario:
     core_options = {
         "memory": {"session.type": "memory"},
         "file": {"session.type": "file", "session.data_dir": f"{root}/core-file"},
@@ -118,21 +126,22 @@ def scenarios(root: str) -> list[Scenario]:
     }
     notes = {
         "memory": "Beaker serializes (json + base64) even in memory; beaker-core's memory backend keeps objects",
-        "file": "one file per session on both sides; Beaker also takes a file lock to read and one to write",
+        "file": "one file per session on both sides, each write a new temporary file renamed over the old one; "
+                "Beaker keeps its lock files, beaker-core's session lock file is created and removed per save",
         "cookie": "beaker-core: AES-GCM, JSON; Beaker: AES-CTR (cryptography) + HMAC-SHA1 signature, JSON, "
                   "a PBKDF2 (1 iteration) key derivation per cookie",
     }
-    out = []
-    for kind in ("memory", "file", "cookie"):
-        core, old = core_options[kind], beaker_options[kind]
-        out.append(Scenario(f"session counter, {kind}", [
-            counter_contender(SUBJECT, "counter + save()", lambda core=core: SessionMiddleware(counter_with_save, core)),
-            counter_contender(BEAKER, "counter + save()",
-                              lambda old=old: BeakerSessionMiddleware(counter_with_save, old)),
-            counter_contender(f"{SUBJECT} (no save call)", "counter",
-                              lambda core=core: SessionMiddleware(counter_without_save, core)),
-        ], [Target("faster", BEAKER, 3)], note=notes[kind]))
+    core, old = core_options[kind], beaker_options[kind]
+    title = f"session counter, {kind}" + (f" ({where})" if where else "")
+    return Scenario(title, [
+        counter_contender(SUBJECT, "counter + save()", lambda: SessionMiddleware(counter_with_save, core)),
+        counter_contender(BEAKER, "counter + save()", lambda: BeakerSessionMiddleware(counter_with_save, old)),
+        counter_contender(f"{SUBJECT} (no save call)", "counter",
+                          lambda: SessionMiddleware(counter_without_save, core)),
+    ], [Target("faster", BEAKER, 3)], note=notes[kind])
 
+
+def untouched_scenario() -> Scenario:
     def untouched_contender(label, app):
         client = Client(app)
 
@@ -144,23 +153,23 @@ def scenarios(root: str) -> list[Scenario]:
                 raise AssertionError(f"{label}: an untouched session sent Set-Cookie")
         return Contender(label, "untouched session", "request()", {"request": client.request}, check=check)
 
-    out.append(Scenario("request that never touches its session (memory)", [
-        untouched_contender(SUBJECT, SessionMiddleware(untouched, core_options["memory"])),
+    return Scenario("request that never touches its session (memory)", [
+        untouched_contender(SUBJECT, SessionMiddleware(untouched, {"session.type": "memory"})),
         Contender(BARE, "no middleware", "request()", {"request": Client(untouched).request}),
-        untouched_contender(BEAKER, BeakerSessionMiddleware(untouched, beaker_options["memory"])),
-    ], [Target("within_us", BARE, 2)], note="the same client code and application, with and without middleware"))
-    return out
+        untouched_contender(BEAKER, BeakerSessionMiddleware(untouched, {"session.type": "memory"})),
+    ], [Target("within_us", BARE, 2)], note="the same client code and application, with and without middleware")
 
 
 def main() -> int:
     session = Session("bench_session", __doc__.splitlines()[0])
     print_header("session middleware benchmark", ("beaker-core", "Beaker", "cryptography"))
-    root = tempfile.mkdtemp(prefix="beaker-bench-session-")
+    roots = data_roots("beaker-bench-session-")
     try:
-        for scenario in scenarios(root):
+        for scenario in scenarios(roots):
             session.run(scenario)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        for _, root in roots:
+            shutil.rmtree(root, ignore_errors=True)
     return session.finish()
 
 

@@ -294,6 +294,42 @@ def machine() -> dict[str, str]:
     }
 
 
+def filesystem(path: str) -> str:
+    """The type of the filesystem holding ``path`` (``ext4``, ``tmpfs``...), from /proc/mounts."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mount_point = fields[1].replace("\\040", " ")
+                inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+                if inside and len(mount_point) >= len(best):
+                    best, kind = mount_point, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def data_roots(prefix: str) -> list[tuple[str, str]]:
+    """Temporary directories for file-backed scenarios: (label, path) on the default temporary directory's disk,
+    and on /dev/shm when it is a tmpfs (the same code without the disk's cost, which shows the libraries' own
+    overhead). ``BENCH_DATA_DIRS`` (``:``-separated) replaces the list. The caller removes them."""
+    import tempfile
+
+    wanted = os.environ.get("BENCH_DATA_DIRS")
+    parents = [p for p in wanted.split(":") if p] if wanted else [tempfile.gettempdir()]
+    if not wanted and os.path.isdir("/dev/shm") and filesystem("/dev/shm") == "tmpfs":
+        parents.append("/dev/shm")
+    roots = []
+    for parent in parents:
+        root = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        roots.append((f"{filesystem(root)} {parent}", root))
+    return roots
+
+
 def versions(*distributions: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
