@@ -262,6 +262,27 @@ def test_incr_from_four_processes(tmp_path, backend):
     assert not [f for f in data_files(backend.data_dir) if ".tmp-" in f]
 
 
+def test_threads_share_one_backend(backend):
+    import threading
+    errors = []
+
+    def work():
+        try:
+            for _ in range(50):
+                backend.incr("counter")
+                if backend.get("counter") is None:
+                    errors.append("a counter read missed")
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert backend.get("counter") == b"200"
+
+
 def test_add_from_several_processes_has_one_winner(tmp_path, backend):
     code = """
         from beaker_core.backends.file import FileBackend

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dbm
-import fcntl
 import importlib
 import math
 import os
@@ -38,7 +37,7 @@ from typing import Any, Iterable, Iterator
 from ..exceptions import BackendError, ConfigurationError
 from ..util import unknown_options
 from . import Backend, deadline
-from .file import directory_option
+from .file import directory_option, fcntl, require_flock
 
 _HEADER = struct.Struct(">Bd")
 _HAS_DEADLINE = 1
@@ -101,6 +100,7 @@ class DBMBackend(Backend):
     def __init__(self, data_dir: Any = None, lock_dir: Any = None, dbm_module: Any = None, **unknown: Any):
         if unknown:
             unknown_options("the dbm backend", unknown, ("data_dir", "lock_dir", "dbm_module"))
+        require_flock("the dbm backend")
         self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the dbm backend")
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the dbm backend")
         self.path = os.path.join(self.data_dir, "beaker.dbm")
@@ -113,9 +113,11 @@ class DBMBackend(Backend):
         self._module = _import(self.module_name)
         self._errors = tuple({OSError, *dbm.error, self._module.error})
         self._mode = 0o666 & ~_process_umask()
+        self._lock_fd: int | None = None
         self._reset()
-        with self._access(write=True):
-            pass  # creates the database, so that readers can always open it
+        if dbm.whichdb(self.path) is None:
+            with self._access(write=True):
+                pass  # creates the database, so that readers can always open it
 
     def _choose_module(self, option: Any) -> str:
         if option is not None and (not isinstance(option, str) or option.strip().lower() not in _MODULES + ("auto",)):
@@ -145,9 +147,12 @@ class DBMBackend(Backend):
 
     def _reset(self) -> None:
         """Fresh per-process state (also after a fork: an inherited lock file descriptor would share our flocks)."""
+        inherited, self._lock_fd = self._lock_fd, None
+        if inherited is not None:
+            with contextlib.suppress(OSError):
+                os.close(inherited)
         self._pid = os.getpid()
         self._thread_lock = threading.Lock()
-        self._lock_fd: int | None = None
         self._reader: Any = None
         self._reader_generation = -1
 

@@ -24,6 +24,8 @@ lock: a hit is one open and one read. Writers (set, add, delete, touch, incr and
 file) take an exclusive ``flock`` on the file currently at the path and check that it is still the file at the path
 (a writer that replaced or removed it meanwhile makes them start over) before replacing or unlinking it. So writes to
 one key are serialized across processes: ``add`` and ``incr`` are atomic, and no write is lost to a concurrent one.
+The data directory must be on a local file system with hard links and ``flock`` (not Windows, not most network
+file systems).
 
 ``touch`` rewrites the whole file under that lock (cost proportional to the value's size), so that a reader can
 never see a half-written deadline. ``cleanup`` removes expired and corrupt files, temporary files left by a crashed
@@ -32,7 +34,6 @@ writer (older than five minutes) and empty shard directories.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import math
 import os
@@ -41,6 +42,11 @@ import struct
 import time
 import zlib
 from typing import Any, Callable, Iterable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the module still imports, so that the registry can list the other backends
+    fcntl = None
 
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
@@ -55,6 +61,11 @@ STALE_TEMP_SECONDS = 300.0
 _HEX = frozenset("0123456789abcdef")
 _DELETE = object()  # what an update returns to remove the file
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def require_flock(owner: str) -> None:
+    if fcntl is None:
+        raise ConfigurationError(f"{owner} needs fcntl.flock, which this platform lacks")
 
 
 def directory_option(option: str, value: Any, *, required: bool, owner: str) -> str | None:
@@ -147,6 +158,7 @@ class FileBackend(Backend):
                  **unknown: Any):
         if unknown:
             unknown_options("the file backend", unknown, ("data_dir", "lock_dir", "file_mode", "fsync"))
+        require_flock("the file backend")
         self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the file backend")
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the file backend")
         self.file_mode = _mode_option(file_mode)
@@ -205,8 +217,8 @@ class FileBackend(Backend):
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
-    def _lock_current(self, path: str, *, blocking: bool = True) -> tuple[int, bytes] | None:
-        """Lock the file at ``path`` exclusively; return its fd and content, or None when there is none.
+    def _lock_current(self, path: str, *, blocking: bool = True, read: bool = True) -> tuple[int, bytes] | None:
+        """Lock the file at ``path`` exclusively; return its fd and content (if ``read``), or None when there is none.
 
         With ``blocking=False``, None also means that another process holds the lock.
         """
@@ -227,7 +239,7 @@ class FileBackend(Backend):
                 except FileNotFoundError:
                     current = None
                 if current is not None and (current.st_ino, current.st_dev) == (locked.st_ino, locked.st_dev):
-                    return fd, _read_all(fd)
+                    return fd, (_read_all(fd) if read else b"")
             except BaseException:
                 os.close(fd)
                 raise
@@ -259,20 +271,21 @@ class FileBackend(Backend):
         os.close(fd)
         return temp
 
-    def _update(self, key: str, change: Callable[[tuple[bytes, float | None] | None], tuple[Any, Any]]) -> Any:
+    def _update(self, raw_key: bytes, path: str,
+                change: Callable[[tuple[bytes, float | None] | None], tuple[Any, Any]], read: bool = True) -> Any:
         """Apply ``change`` to the key's live entry ``(value, deadline)`` (or None) under the key's file lock.
 
-        ``change`` returns ``(new_file_bytes | None | _DELETE, result)``; None leaves the file as it is.
+        ``change`` returns ``(new_file_bytes | None | _DELETE, result)``; None leaves the file as it is. With
+        ``read=False`` the current file is not read and ``change`` always gets None (for a plain overwrite).
         """
-        raw_key, path = self._path(key)
         directory = os.path.dirname(path)
         temp = None
         try:
             while True:
-                held = self._lock_current(path)
+                held = self._lock_current(path, read=read)
                 entry = None
                 foreign = False
-                if held is not None:
+                if held is not None and read:
                     decoded = decode_entry(held[1])
                     foreign = decoded is not None and decoded[0] != raw_key
                     if decoded is not None and not foreign and (decoded[2] is None or decoded[2] > time.time()):
@@ -330,33 +343,34 @@ class FileBackend(Backend):
         raise TypeError(f"the file backend stores bytes, not {type(value).__name__} (key {key!r})")
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        raw_key = self._path(key)[0]
+        raw_key, path = self._path(key)
         content = encode_entry(raw_key, self._check_value(key, value), deadline(ttl))
-        self._update(key, lambda entry: (content, None))
+        self._update(raw_key, path, lambda entry: (content, None), read=False)
 
     def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        raw_key = self._path(key)[0]
+        raw_key, path = self._path(key)
         content = encode_entry(raw_key, self._check_value(key, value), deadline(ttl))
-        return self._update(key, lambda entry: (None, False) if entry is not None else (content, True))
+        return self._update(raw_key, path, lambda entry: (None, False) if entry is not None else (content, True))
 
     def delete(self, key: str) -> bool:
-        return self._update(key, lambda entry: (_DELETE, entry is not None))
+        raw_key, path = self._path(key)
+        return self._update(raw_key, path, lambda entry: (_DELETE, entry is not None))
 
     def touch(self, key: str, ttl: float | None) -> bool:
-        raw_key = self._path(key)[0]
+        raw_key, path = self._path(key)
         expires = deadline(ttl)
 
         def change(entry):
             if entry is None:
                 return None, False
             return encode_entry(raw_key, entry[0], expires), True
-        return self._update(key, change)
+        return self._update(raw_key, path, change)
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomic across processes. An existing deadline is kept; a new counter never expires."""
         if isinstance(delta, bool) or not isinstance(delta, int):
             raise TypeError(f"incr needs an int delta, not {delta!r}")
-        raw_key = self._path(key)[0]
+        raw_key, path = self._path(key)
 
         def change(entry):
             if entry is None:
@@ -368,7 +382,7 @@ class FileBackend(Backend):
                     raise ValueError(f"the value under {key!r} is not an integer, cannot increment it") from None
                 expires = entry[1]
             return encode_entry(raw_key, str(number).encode("ascii"), expires), number
-        return self._update(key, change)
+        return self._update(raw_key, path, change)
 
     # -- enumeration and maintenance -------------------------------------------------------------------------------
 

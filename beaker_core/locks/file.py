@@ -19,7 +19,6 @@ a ``threading.Lock``; it is not reentrant (acquiring it again in its holder wait
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
 import os
@@ -27,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from ..backends.file import directory_option
+from ..backends.file import directory_option, fcntl, require_flock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_float, unknown_options
 from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
@@ -70,6 +69,7 @@ class FileLock(Lock):
                  timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, **options: Any):
         if options:
             unknown_options("the file lock", options, ("backend", "expire", "timeout", "lock_dir"))
+        require_flock("the file lock")
         super().__init__(name, backend=backend, expire=_seconds("expire", expire), timeout=_seconds("timeout", timeout))
         self.lock_dir = resolve_lock_dir(lock_dir, backend)
         self.path = os.path.join(self.lock_dir, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
