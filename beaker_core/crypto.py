@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from typing import Any, Iterable
 
 from cryptography.exceptions import InvalidTag
@@ -77,8 +78,13 @@ def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64decode(text: str) -> bytes | None:
-    """Unpadded base64url to bytes, or None if ``text`` is not that."""
+    """Unpadded base64url to bytes, or None if ``text`` is not exactly that (no stray characters skipped)."""
+    if not _B64URL.fullmatch(text):
+        return None
     try:
         raw = text.encode("ascii")
         return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
