@@ -1,0 +1,254 @@
+"""Network backends: beaker-core on real redis-server and memcached processes, against the raw clients and Beaker.
+
+Run through ``bench/run network``, or ``bench/.venv/bin/python bench/bench_network.py [--only TEXT] ...``.
+
+The servers are started by :mod:`beaker_core.testing.servers` on free loopback ports (or taken from
+``BEAKER_TEST_REDIS_URL`` / ``BEAKER_TEST_MEMCACHED_URL``) and stopped at the end. Every contender talks to the same
+server over its own connection; values are the same dict everywhere, and the raw clients read back the very bytes
+beaker-core stored (envelope header and JSON), so both sides move the same number of bytes.
+
+Round trips of a session request are counted by wrapping redis-py's ``send_packed_command`` (one call per command
+or per pipeline, i.e. per round trip) for a few requests outside the timed loops, and cross-checked with the
+server's ``INFO commandstats``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from importlib.metadata import version
+
+import beaker.cache as beaker_cache
+from beaker.middleware import SessionMiddleware as BeakerSessionMiddleware
+
+import beaker_core.cache as core_cache
+from beaker_core.middleware import SessionMiddleware
+from bench_session import Client, counter_with_save, counting_check
+from harness import SUBJECT, Contender, Scenario, Session, Target, print_header
+
+BEAKER = f"Beaker {version('Beaker')}"
+RAW_REDIS = f"redis-py {version('redis')}"
+RAW_MEMCACHED = f"pymemcache {version('pymemcache')}"
+EXPIRE = 300
+VALUE = {"id": 42, "name": "x" * 100, "tags": ["a", "b", "c"], "score": 3.5}
+KEY = "user:42"
+
+
+def expect(actual, expected=VALUE) -> None:
+    if actual != expected:
+        raise AssertionError(f"got {actual!r}, expected {expected!r}")
+
+
+# -- servers -----------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def redis_url():
+    url = os.environ.get("BEAKER_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from beaker_core.testing.servers import start_redis
+    server = start_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def memcached_address():
+    address = os.environ.get("BEAKER_TEST_MEMCACHED_URL")
+    if address:
+        yield address
+        return
+    from beaker_core.testing.servers import start_memcached
+    server = start_memcached()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def has_backend(name: str) -> bool:
+    from beaker_core.registry import default_registry
+    try:
+        default_registry().backend_class(name)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the reason is printed
+        print(f"\n== {name}: skipped, the backend cannot be loaded: {exc}")
+        return False
+
+
+# -- round trips ---------------------------------------------------------------------------------------------------
+
+class RoundTrips:
+    """Counts what redis-py sends: one ``send_packed_command`` call is one round trip (a pipeline is one)."""
+
+    def __init__(self):
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self):
+        from redis.connection import AbstractConnection
+        original = AbstractConnection.send_packed_command
+
+        def send_packed_command(connection, command, *args, **kwargs):
+            self.count += 1
+            return original(connection, command, *args, **kwargs)
+
+        AbstractConnection.send_packed_command = send_packed_command
+        try:
+            yield self
+        finally:
+            AbstractConnection.send_packed_command = original
+
+
+def command_stats(client) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(stats["calls"])
+            for name, stats in client.info("commandstats").items()}
+
+
+def per_request(request, requests: int, client) -> tuple[float, str]:
+    """Round trips per request (redis-py's sends) and the server's command counts per request."""
+    before = command_stats(client)
+    with RoundTrips().counting() as trips:
+        for _ in range(requests):
+            request()
+    after = command_stats(client)
+    commands = {name: (after.get(name, 0) - before.get(name, 0)) / requests for name in after}
+    commands.pop("info", None)
+    shown = ", ".join(f"{name} {count:g}" for name, count in sorted(commands.items()) if count)
+    return trips.count / requests, shown
+
+
+# -- redis ---------------------------------------------------------------------------------------------------------
+
+def redis_scenarios(url: str) -> list[Scenario]:
+    import redis
+
+    raw = redis.Redis.from_url(url)
+    core = core_cache.Cache("bench-net", type="redis", url=url, expire=EXPIRE)
+    old = beaker_cache.Cache("bench-net", type="ext:redis", url=url, expire=EXPIRE)
+    core.put(KEY, VALUE)
+    old.put(KEY, VALUE)
+    stored = [key for key in raw.scan_iter(match=b"*bench-net*" + KEY.encode()) if b"beaker_cache" not in key]
+    if len(stored) != 1:
+        raise SystemExit(f"cannot find beaker-core's stored value in redis (keys: {stored!r})")
+    payload = raw.get(stored[0])
+    raw.set("raw:" + KEY, payload)
+    json_part = payload[payload.index(b"{"):]
+
+    core_trips, core_commands = per_request(lambda: core.get(KEY), 50, raw)
+    old_trips, old_commands = per_request(lambda: old.get(KEY), 50, raw)
+    get_hit = Scenario("redis: cache get hit", [
+        Contender(SUBJECT, "Cache.get", "cache.get(KEY)", {"cache": core, "KEY": KEY},
+                  check=lambda: expect(core.get(KEY))),
+        Contender(RAW_REDIS, "GET (same bytes)", "client.get(KEY)", {"client": raw, "KEY": "raw:" + KEY},
+                  check=lambda: expect(raw.get("raw:" + KEY), payload)),
+        Contender(f"{RAW_REDIS} +json", "GET + json.loads", "loads(client.get(KEY)[HEADER:])",
+                  {"client": raw, "KEY": "raw:" + KEY, "loads": json.loads, "HEADER": len(payload) - len(json_part)}),
+        Contender(BEAKER, "Cache.get (ext:redis)", "cache.get(KEY)", {"cache": old, "KEY": KEY},
+                  check=lambda: expect(old.get(KEY))),
+    ], [Target("within_ratio", RAW_REDIS, 1.15), Target("faster", BEAKER, 1.5)],
+        note=f"{len(payload)} bytes stored by beaker-core (json); Beaker pickles; both on the same server",
+        extra={"round trips per get": f"beaker-core {core_trips:g} ({core_commands}); "
+                                      f"Beaker {old_trips:g} ({old_commands})"})
+    return [get_hit, redis_session_scenario(url, raw)]
+
+
+def redis_session_scenario(url: str, raw) -> Scenario:
+    core_options = {"session.type": "redis", "session.url": url}
+    old_options = {"session.type": "ext:redis", "session.url": url, "session.data_serializer": "json"}
+    make_core = lambda: SessionMiddleware(counter_with_save, core_options)  # noqa: E731
+    make_old = lambda: BeakerSessionMiddleware(counter_with_save, old_options)  # noqa: E731
+    core_client = Client(make_core())
+    core_client.request()
+    old_client = Client(make_old())
+    old_client.request()
+
+    # the raw baseline moves as many bytes as the stored session record
+    session_keys = [key for key in raw.scan_iter(match=b"*") if b"session" in key.lower() and b"beaker_cache" not in key
+                    and b"raw:" not in key]
+    sizes = {}
+    for key in session_keys:
+        kind = raw.type(key)
+        if kind == b"string":
+            sizes[key] = len(raw.get(key))
+        elif kind == b"hash":
+            sizes[key] = sum(len(field) + len(value) for field, value in raw.hgetall(key).items())
+    record_size = max(sizes.values()) if sizes else 100
+    record = b"x" * record_size
+    raw.set("raw:session", record)
+
+    def raw_get_set():
+        raw.get("raw:session")
+        raw.set("raw:session", record)
+
+    core_trips, core_commands = per_request(core_client.request, 20, raw)
+    old_trips, old_commands = per_request(old_client.request, 20, raw)
+    raw_trips, raw_commands = per_request(raw_get_set, 20, raw)
+    scenario = Scenario("redis: modified session (counter through the WSGI middleware)", [
+        Contender(SUBJECT, "counter + save()", "request()", {"request": core_client.request},
+                  check=counting_check(make_core)),
+        Contender(RAW_REDIS, "GET + SET", "get(KEY); set(KEY, RECORD)",
+                  {"get": raw.get, "set": raw.set, "KEY": "raw:session", "RECORD": record}),
+        Contender(BEAKER, "counter + save() (ext:redis)", "request()", {"request": old_client.request},
+                  check=counting_check(make_old)),
+    ], [Target("within_ratio", RAW_REDIS, 1.15)],
+        note=f"the raw GET + SET moves a {record_size}-byte value, the size of beaker-core's stored record",
+        extra={"round trips per request": f"beaker-core {core_trips:g} ({core_commands}) — target <= 2: "
+                                          f"{'PASS' if core_trips <= 2 else 'MISS'}; "
+                                          f"raw {raw_trips:g} ({raw_commands}); Beaker {old_trips:g} ({old_commands})"})
+    scenario.round_trips = core_trips
+    return scenario
+
+
+# -- memcached -----------------------------------------------------------------------------------------------------
+
+def memcached_scenarios(address: str) -> list[Scenario]:
+    from pymemcache.client.base import Client as MemcacheClient
+
+    host, port = address.rsplit(":", 1)
+    raw = MemcacheClient((host, int(port)))
+    core = core_cache.Cache("bench-net", type="memcached", url=address, expire=EXPIRE)
+    old = beaker_cache.Cache("bench-net", type="ext:memcached", url=address, expire=EXPIRE, memcache_module="memcache")
+    core.put(KEY, VALUE)
+    old.put(KEY, VALUE)
+    # the bytes beaker-core stored, copied under a raw key (its own key is mapped by the plugin)
+    payload = core._encode(KEY, VALUE, EXPIRE, 0)
+    raw.set("raw:" + KEY, payload)
+    return [Scenario("memcached: cache get hit", [
+        Contender(SUBJECT, "Cache.get", "cache.get(KEY)", {"cache": core, "KEY": KEY},
+                  check=lambda: expect(core.get(KEY))),
+        Contender(RAW_MEMCACHED, "get (same bytes)", "client.get(KEY)", {"client": raw, "KEY": "raw:" + KEY},
+                  check=lambda: expect(raw.get("raw:" + KEY), payload)),
+        Contender(BEAKER, "Cache.get (ext:memcached)", "cache.get(KEY)", {"cache": old, "KEY": KEY},
+                  check=lambda: expect(old.get(KEY))),
+    ], [Target("within_ratio", RAW_MEMCACHED, 1.15), Target("faster", BEAKER, 1.5)],
+        note=f"about {len(payload)} bytes from beaker-core; Beaker's ext:memcached runs on python-memcached "
+             f"{version('python-memcached')} (it does not support pymemcache) and pickles")]
+
+
+def main() -> int:
+    session = Session("bench_network", __doc__.splitlines()[0])
+    print_header("network backends benchmark", ("beaker-core", "beaker-redis", "beaker-memcached", "Beaker",
+                                                 "redis", "pymemcache", "python-memcached"))
+    missed_trips = []
+    if has_backend("redis") and session.wanted("redis"):
+        with redis_url() as url:
+            for scenario in redis_scenarios(url):
+                session.run(scenario)
+                trips = getattr(scenario, "round_trips", None)
+                if trips is not None and trips > 2 and scenario in session.scenarios:
+                    missed_trips.append(f"{scenario.title}: beaker-core <= 2 round trips ({trips:g})")
+    if has_backend("memcached") and session.wanted("memcached"):
+        with memcached_address() as address:
+            for scenario in memcached_scenarios(address):
+                session.run(scenario)
+    session.missed.extend(missed_trips)
+    return session.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
