@@ -118,6 +118,8 @@ class Session:
                             help="instead of timing, profile the contender 'SCENARIO TEXT::LABEL' with cProfile")
         parser.add_argument("--profile-number", type=int, default=200_000,
                             help="calls made under the profiler (default 200000)")
+        parser.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile",
+                            help="the profiler used by --profile (default cprofile)")
         self.options = parser.parse_args()
         self.name = name
         self.scenarios: list[Scenario] = []
@@ -159,10 +161,18 @@ class Session:
             if contender.before_round:
                 contender.before_round()
             code = compile(f"for _ in range({number}):\n    {contender.stmt}", "<bench>", "exec")
-            profiler = cProfile.Profile()
-            profiler.runctx(code, contender.namespace, {})
             print(f"== profile of {scenario.title} / {contender.label} / {contender.what}: {number} calls")
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            if self.options.profiler == "pyinstrument":
+                from pyinstrument import Profiler
+                profiler = Profiler(interval=0.0001)
+                profiler.start()
+                exec(code, contender.namespace, {})
+                profiler.stop()
+                print(profiler.output_text(unicode=True, color=False, show_all=False))
+            else:
+                profiler = cProfile.Profile()
+                profiler.runctx(code, contender.namespace, {})
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
     def finish(self) -> int:
         if self.options.profile:
