@@ -93,12 +93,29 @@ class Target:
 
 
 @dataclass
+class Bound:
+    """A target on a count rather than a time: ``measured`` (say, round trips per request) is at most ``bound``."""
+
+    what: str
+    measured: float
+    bound: float
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.what} <= {self.bound:g}"
+
+    def figure(self) -> str:
+        return f"{self.measured:g}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
 class Scenario:
     title: str
     contenders: list[Contender]
     targets: list[Target] = field(default_factory=list)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # other measured facts printed under the table
+    bounds: list[Bound] = field(default_factory=list)
 
 
 class Session:
@@ -251,6 +268,11 @@ def render(scenario: Scenario, missed: list[str]) -> str:
         lines.append(f"   target: {target.subject} {target.describe()}: {detail}  {word}")
         if word != "PASS":
             missed.append(f"{scenario.title}: {target.subject} {target.describe()} ({detail})")
+    for bound in scenario.bounds:
+        word = "PASS" if bound.measured <= bound.bound else "MISS"
+        lines.append(f"   target: {SUBJECT} {bound.describe()}: {bound.figure()}  {word}")
+        if word != "PASS":
+            missed.append(f"{scenario.title}: {SUBJECT} {bound.describe()} ({bound.figure()})")
     for key, value in scenario.extra.items():
         lines.append(f"   {key}: {value}")
     if scenario.note:
@@ -276,7 +298,9 @@ def as_record(bench: str, scenario: Scenario) -> dict[str, Any]:
         "contenders": [{"label": c.label, "what": c.what, "us_min": c.best * 1e6, "us_median": c.median * 1e6,
                         "loops": c.number, "rounds": len(c.seconds)} for c in scenario.contenders],
         "targets": [{"target": f"{t.subject} {t.describe()}", "figure": _target_figure(scenario, t),
-                     "verdict": verdict_word(on_min, on_median)} for t, on_min, on_median in verdicts(scenario)],
+                     "verdict": verdict_word(on_min, on_median)} for t, on_min, on_median in verdicts(scenario)]
+        + [{"target": f"{SUBJECT} {b.describe()}", "figure": b.figure(),
+            "verdict": "PASS" if b.measured <= b.bound else "MISS"} for b in scenario.bounds],
         "extra": {key: str(value) for key, value in scenario.extra.items()},
         "note": scenario.note,
     }

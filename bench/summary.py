@@ -11,6 +11,10 @@ import sys
 from harness import machine, versions
 
 
+def cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def main(path: str, command: str) -> int:
     with open(path, encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines if line.strip()]
@@ -21,6 +25,14 @@ def main(path: str, command: str) -> int:
     for key, value in facts.items():
         print(f"- {key}: {value}")
     print(f"\nCommand: `{command.strip()}`\n")
+    print("## Targets\n")
+    print("| scenario | target | measured | verdict |")
+    print("|---|---|---|---|")
+    for record in records:
+        for target in record["targets"]:
+            print(f"| {cell(record['title'])} | {cell(target['target'])} | {cell(target['figure'])} | "
+                  f"**{target['verdict']}** |")
+    print()
     current = None
     for record in records:
         if record["bench"] != current:
