@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from .registry import Registry
-from .session import Session, SessionObject
+from .session import Session, lazy_session
 from .session_config import SessionConfig, session_options
 
 __all__ = ["SessionMiddleware", "CacheMiddleware", "session_filter_factory", "session_filter_app_factory"]
@@ -37,24 +37,26 @@ class SessionMiddleware:
         self.session_config = SessionConfig(self.options, registry=registry)
         self.environ_key = environ_key
         self._webtest_varname = self.session_config.webtest_varname
+        self._get_session_bound = self._get_session
 
     def _get_session(self) -> Session:
         """A session not tied to the request's cookie (Beaker's ``environ['beaker.get_session']()``)."""
         return Session({}, use_cookies=False, _config=self.session_config)
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
-        session = SessionObject(environ, self.session_config)
+        session = lazy_session(environ, self.session_config)
         environ[self.environ_key] = session
-        environ["beaker.get_session"] = self._get_session
+        environ["beaker.get_session"] = self._get_session_bound
         if self._webtest_varname:
             environ.setdefault("paste.testing_variables", {})[self._webtest_varname] = session
 
         def session_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
-            if session._sess is not None:
-                session._sess.persist()
-                cookie = session.cookie_header()
-                if cookie:
-                    headers.append(("Set-Cookie", cookie))
+            used = session._sess
+            if used is not None:
+                used.persist()
+                request = used.request
+                if request.get("set_cookie") and request["cookie_out"]:
+                    headers.append(("Set-Cookie", request["cookie_out"]))
             return start_response(status, headers, exc_info)
 
         return self.wrap_app(environ, session_start_response)

@@ -59,20 +59,30 @@ def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
 class _BaseSession(dict):
     """What server-side and cookie sessions share: change tracking, the public API, the cookie decision."""
 
+    # Per-request state starts as these class attributes; an instance sets only what changes (cheaper to create).
+    _full = False                 # write every key at the next save
+    _new_id = False               # the id was made in this request and nothing is stored under it yet
+    _send_cookie = False          # the cookie must go out at the next persist
+    _client_had_cookie = False
+    _cookie_expires = None
+    _used = False                 # read through request.session (ASGI) or ended, regenerated, marked
+    _held_lock = None
+    was_invalidated = False
+
     def _start(self, request: Any, config: SessionConfig, use_cookies: bool) -> None:
         self._config = config
         self.request = request
         self.use_cookies = use_cookies
-        self.key = config.key
-        self.timeout = config.timeout
         self._changes: dict = {}      # key -> True (set) / False (deleted) in this request
-        self._full = False            # write every key at the next save
-        self._new_id = False          # the id was made in this request and nothing is stored under it yet
-        self._send_cookie = False     # the cookie must go out at the next persist
-        self._client_had_cookie = False
-        self._cookie_expires = None
-        self._used = False            # read through request.session (ASGI) or ended, regenerated, marked
-        self.was_invalidated = False
+
+    @property
+    def key(self) -> str:
+        """The cookie name."""
+        return self._config.key
+
+    @property
+    def timeout(self) -> float | None:
+        return self._config.timeout
 
     # -- the dict, tracking changes ------------------------------------------------------------------------------
 
@@ -248,7 +258,6 @@ class Session(_BaseSession):
             raise ConfigurationError("session.type = cookie is served by CookieSession, not Session")
         self._start(request, config, use_cookies)
         self._store = config.store
-        self._held_lock = None
         client_id = None
         if id is not None:
             if not valid_session_id(id):
@@ -293,8 +302,7 @@ class Session(_BaseSession):
             return False
         if record is None:
             return False
-        now = _time()
-        if config.absolute_timeout is not None and now - record.created >= config.absolute_timeout:
+        if config.absolute_timeout is not None and _time() - record.created >= config.absolute_timeout:
             self._store.delete(session_id)
             self.was_invalidated = True
             return False
@@ -489,22 +497,20 @@ class SessionObject:
     first use.
     """
 
-    __slots__ = ("_environ", "_config", "_sess", "_headers")
+    __slots__ = ("_environ", "_config", "_sess")
 
     def __init__(self, environ: dict, _config: SessionConfig | None = None, **params: Any):
-        object.__setattr__(self, "_environ", environ)
-        object.__setattr__(self, "_config", _config_for(_config, params))
-        object.__setattr__(self, "_sess", None)
-        object.__setattr__(self, "_headers", None)
+        _set_environ(self, environ)
+        _set_config(self, _config_for(_config, params))
+        _set_sess(self, None)
 
     def _session(self) -> _BaseSession:
         session = self._sess
         if session is None:
             request = {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False}
-            object.__setattr__(self, "_headers", request)
             config = self._config
             session = (CookieSession if config.is_cookie else Session)(request, _config=config)
-            object.__setattr__(self, "_sess", session)
+            _set_sess(self, session)
         return session
 
     def __getattr__(self, name: str) -> Any:
@@ -548,6 +554,28 @@ class SessionObject:
     def has_key(self, key: Any) -> bool:
         return key in self._session()
 
+    # the most used dict methods, defined here to skip __getattr__
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._session().get(key, default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return self._session().setdefault(key, default)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        return self._session().pop(key, *default)
+
+    def keys(self):
+        return self._session().keys()
+
+    def items(self):
+        return self._session().items()
+
+    def values(self):
+        return self._session().values()
+
+    def save(self, accessed_only: bool = False) -> None:
+        self._session().save(accessed_only)
+
     def get_by_id(self, id: str) -> Session | None:
         """The stored session with this id, or None (it is not tied to this request's cookie)."""
         session = Session({}, id=id, use_cookies=False, _config=self._config)
@@ -569,5 +597,23 @@ class SessionObject:
 
     def cookie_header(self) -> str | None:
         """The ``Set-Cookie`` value this request must send, or None."""
-        request = self._headers
-        return request["cookie_out"] if request is not None and request["set_cookie"] else None
+        session = self._sess
+        if session is None:
+            return None
+        request = session.request
+        return request["cookie_out"] if request.get("set_cookie") else None
+
+
+_set_environ = SessionObject._environ.__set__
+_set_config = SessionObject._config.__set__
+_set_sess = SessionObject._sess.__set__
+_new_object = object.__new__
+
+
+def lazy_session(environ: dict, config: SessionConfig) -> SessionObject:
+    """A :class:`SessionObject` for one request, made as cheaply as Python allows (the middleware's hot path)."""
+    session = _new_object(SessionObject)
+    _set_environ(session, environ)
+    _set_config(session, config)
+    _set_sess(session, None)
+    return session

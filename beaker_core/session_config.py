@@ -41,16 +41,19 @@ rejects what it does not know.
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
 from typing import Any, Mapping
 
 from . import cookies
 from .crypto import Cipher, Signer, secret_list
 from .exceptions import ConfigurationError
+from .locks import ThreadLock
 from .registry import Registry, default_registry
 from .util import coerce_bool, coerce_expire, coerce_float, coerce_int, coerce_str, fit_options
 
 DEFAULT_KEY = "beaker.session.id"
+_STRIPES = 64
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _CRYPTO_TYPES = ("default", "cryptography", "pycrypto", "nss")
 #: options the session layer reads itself; the others belong to the backend
@@ -152,6 +155,7 @@ class SessionConfig:
         self.signer = self.cipher = self.backend = self.store = None
         self.stores_objects = self.atomic_records = False
         self.lock_class = None
+        self._stripes: list | None = None
         self.lock_options: dict[str, Any] = {}
         if self.is_cookie:
             material = encrypt_key or secret or validate_key
@@ -186,6 +190,10 @@ class SessionConfig:
             lock_dir = options.get("lock_dir")
             if lock_dir is not None and "lock_dir" not in backend_options and _takes(self.lock_class, "lock_dir"):
                 self.lock_options = {"lock_dir": lock_dir}
+            # the thread lock excludes the threads of this process: a fixed set of plain locks, picked by the
+            # session id's hash, does the same for a fraction of the cost of a lock object per save
+            if self.lock_class is ThreadLock:
+                self._stripes = [threading.Lock() for _ in range(_STRIPES)]
             from .session_store import make_store
             self.store = make_store(self)
             #: session id -> when this process last refreshed its idle timeout (bounded; see Session._refresh)
@@ -203,6 +211,9 @@ class SessionConfig:
 
     def lock(self, session_id: str) -> Any:
         """A lock that serializes saves of one session across whatever the lock type covers."""
+        if self._stripes is not None:
+            # held for the few microseconds of an in-process read-modify-write: no timeout needed
+            return self._stripes[hash(session_id) % _STRIPES]
         return self.lock_class(f"beaker-session:{session_id}", backend=self.backend, expire=self.lock_timeout or 30.0,
                                timeout=self.lock_timeout, **self.lock_options)
 

@@ -122,7 +122,9 @@ class ObjectStore(BlobStore):
         if type(stored) is not tuple or len(stored) != 3:
             raise SerializationError("stored session record has an unexpected shape")
         created, accessed, data = stored
-        return Record(created, accessed, {name: _own(value) for name, value in data.items()})
+        immutable = _IMMUTABLE
+        return Record(created, accessed, {name: value if type(value) in immutable else copy.deepcopy(value)
+                                          for name, value in data.items()})
 
     def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
         owned = {name: _own(value) for name, value in data.items()}
