@@ -98,16 +98,16 @@ def test_thread_lock_between_threads():
 
 
 def test_named_lock_table_does_not_grow():
-    assert len(_named_locks) == 0
-    locks = [ThreadLock(f"name-{n}") for n in range(50)]
+    baseline = len(_named_locks)  # 0 in a fresh process; other test files may leave a lock of theirs held
+    locks = [ThreadLock(f"test-locks-name-{n}") for n in range(50)]
     for lock in locks:
         lock.acquire()
-    assert len(_named_locks) == 50
-    assert ThreadLock("name-0").acquire(True, 0.01) is False  # a timed-out waiter leaves no entry behind
+    assert len(_named_locks) == baseline + 50
+    assert ThreadLock("test-locks-name-0").acquire(True, 0.01) is False  # a timed-out waiter leaves no entry
     for lock in locks:
         lock.release()
-    hammer(lambda: ThreadLock("shared"), rounds=20)
-    assert len(_named_locks) == 0
+    hammer(lambda: ThreadLock("test-locks-shared"), rounds=20)
+    assert len(_named_locks) == baseline
 
 
 def test_lock_names_are_checked():
