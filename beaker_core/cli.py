@@ -255,6 +255,8 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_cleanup(args: argparse.Namespace, registry: Registry) -> int:
     options: dict[str, Any] = _parse_pairs(args.option or ())
     if args.data_dir is not None:
+        if not os.path.isdir(args.data_dir):  # do not let the backend create a mistyped directory
+            raise CommandError(f"--data-dir {args.data_dir}: no such directory")
         options["data_dir"] = args.data_dir
     if args.url is not None:
         options["url"] = args.url
@@ -313,3 +315,7 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `beaker-core backends | head`: the reader went away, which is not an error here
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

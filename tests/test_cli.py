@@ -298,6 +298,19 @@ def test_cleanup_mistakes_are_explained(tmp_path):
     assert_clean_error(run("cleanup", "--type", "file", "--data-dir", str(tmp_path), "-o", "colour=blue"),
                        "colour")
     assert_clean_error(run("cleanup", "--type", "file", "-o", "novalue"), "expected KEY=VALUE")
+    assert_clean_error(run("cleanup", "--type", "file"), "data_dir")
+    missing = tmp_path / "mistyped"
+    assert_clean_error(run("cleanup", "--type", "file", "--data-dir", str(missing)), "no such directory")
+    assert not missing.exists()
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    # the reader is gone before the command writes, as with `beaker-core backends | head -1` on a long listing
+    process = subprocess.Popen([str(SCRIPT), "backends", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
 # -- usage errors --------------------------------------------------------------------------------------------------
