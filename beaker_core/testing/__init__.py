@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_SUITE_MODULES = ("backend", "caching", "locks", "regions", "sessions", "suite")
+_SUITE_MODULES = ("backend", "caching", "locks", "records", "regions", "sessions", "suite")
 
 __all__ = ["BackendConformance"]
 

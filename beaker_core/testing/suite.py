@@ -8,19 +8,12 @@ from __future__ import annotations
 from .backend import BackendContractTests
 from .caching import CachingConformanceTests
 from .locks import LockConformanceTests
+from .records import AtomicRecordTests
 from .regions import RegionConformanceTests
-
-try:
-    from .sessions import SessionConformance
-except ModuleNotFoundError as exc:  # the session part is written separately; until it exists the rest still runs
-    if exc.name != f"{__package__}.sessions":
-        raise
-
-    class SessionConformance:  # type: ignore[no-redef]
-        """Placeholder until ``beaker_core.testing.sessions`` exists."""
+from .sessions import SessionConformance
 
 
-class BackendConformance(BackendContractTests, LockConformanceTests, CachingConformanceTests,
+class BackendConformance(BackendContractTests, AtomicRecordTests, LockConformanceTests, CachingConformanceTests,
                          RegionConformanceTests, SessionConformance):
     """The whole conformance suite. Subclass it in a module whose class name starts with ``Test``::
 
