@@ -124,6 +124,8 @@ def _read_ini(path: str, section: str | None) -> dict[str, str]:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise CommandError(f"{path} is not a valid INI file: {exc}") from None
     sections = parser.sections()
+    if not sections:
+        raise CommandError(f"{path} has no [section]: nothing to check")
     if section is None:
         if len(sections) == 1:
             section = sections[0]

@@ -268,6 +268,9 @@ def test_check_ini_mistakes(tmp_path):
     broken = tmp_path / "broken.ini"
     broken.write_text("session.type = file\n")
     assert_clean_error(run("check", "--config", str(broken)), "not a valid INI file")
+    empty = tmp_path / "empty.ini"
+    empty.write_text("; only a comment\n")
+    assert_clean_error(run("check", "--config", str(empty)), "has no [section]")
     bad_interpolation = tmp_path / "interp.ini"
     bad_interpolation.write_text("[app:main]\nsession.type = %(nothing)s\n")
     assert_clean_error(run("check", "--config", str(bad_interpolation)), "nothing")
