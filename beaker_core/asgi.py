@@ -22,7 +22,7 @@ returns (no cookie can be set there). A session that was loaded but neither chan
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from .cookies import cookie_values
 from .registry import Registry

@@ -1,0 +1,105 @@
+"""Cookie sessions: the whole session in one cookie, encrypted and authenticated with AES-GCM."""
+from __future__ import annotations
+
+from typing import Any
+
+from .cookies import MAX_COOKIE_SIZE, cookie_values, set_cookie_header
+from .exceptions import ConfigurationError, ValueTooLarge
+from .session_base import _BaseSession, _config_for, _time, new_session_id, valid_session_id
+from .session_config import SessionConfig
+
+__all__ = ["CookieSession"]
+
+
+class CookieSession(_BaseSession):
+    """The whole session in one cookie, encrypted and authenticated with AES-GCM (``session.type = cookie``).
+
+    Needs ``secret`` (or ``encrypt_key``, or Beaker's ``validate_key``). A cookie that does not decrypt with any
+    configured key, or that has expired, gives a fresh empty session. A session whose cookie would exceed 4096
+    bytes raises :class:`~beaker_core.exceptions.ValueTooLarge` when it is saved.
+    """
+
+    def __init__(self, request: Any, key: str | None = None, *, id: str | None = None, use_cookies: bool = True,
+                 _config: SessionConfig | None = None, **options: Any):
+        if key is not None:
+            options["key"] = key
+        options.setdefault("type", "cookie")
+        config = _config_for(_config, options)
+        if not config.is_cookie:
+            raise ConfigurationError(f"CookieSession needs session.type = cookie, not {config.type!r}")
+        self._start(request, config, use_cookies)
+        if not (use_cookies and self._load(request.get("cookie"))):
+            self.id = id if valid_session_id(id) else new_session_id()
+            self._new_id = True
+            self.is_new = True
+            self.created = _time()
+            self.last_accessed = None
+
+    def _load(self, header: str | None) -> bool:
+        config = self._config
+        values = cookie_values(header, config.key)
+        if not values:
+            return False
+        self._client_had_cookie = True
+        now = _time()
+        for value in values:
+            plaintext = config.cipher.decrypt_text(value, config.key.encode("utf-8"))
+            if plaintext is None:
+                continue
+            try:
+                record = config.serializer.loads(plaintext)
+                session_id, created, accessed, data = record["i"], record["c"], record["a"], record["d"]
+            except Exception:  # a key we hold encrypted it, so this is a bug or a serializer change: start afresh
+                continue
+            if not (valid_session_id(session_id) and isinstance(data, dict)
+                    and isinstance(created, (int, float)) and isinstance(accessed, (int, float))):
+                continue
+            if config.timeout is not None and now - accessed >= config.timeout:
+                continue
+            if config.absolute_timeout is not None and now - created >= config.absolute_timeout:
+                continue
+            self.id, self.created, self.last_accessed, self.is_new = session_id, created, accessed, False
+            dict.update(self, data)
+            return True
+        return False
+
+    def _reload(self) -> None:
+        dict.clear(self)
+        if not self._new_id:
+            self._load(self.request.get("cookie"))
+
+    def _write(self) -> None:
+        if self._new_id and not self and not self._full:
+            self._changes.clear()
+            return
+        self._cookie_text = self._encode(_time())
+        self._new_id = False
+        self._send_cookie = True
+        self._changes.clear()
+        self._full = False
+
+    def _encode(self, now: float) -> str:
+        config = self._config
+        record = {"i": self.id, "c": self.created, "a": now, "d": dict(self)}
+        token = config.cipher.encrypt_text(config.serializer.dumps(record), config.key.encode("utf-8"))
+        header = set_cookie_header(config.key, token, config.attributes, self.cookie_expires)
+        if len(header) > MAX_COOKIE_SIZE:
+            raise ValueTooLarge(f"the session cookie would be {len(header)} bytes, over the {MAX_COOKIE_SIZE}-byte "
+                                f"limit browsers keep; store less in the session, or use a server-side session.type")
+        return token
+
+    def _refresh(self, force: bool) -> None:
+        config = self._config
+        if self._new_id:
+            return
+        now = _time()
+        stale = config.timeout is not None and now - (self.last_accessed or 0.0) >= config.refresh_interval
+        if force or config.sliding_cookie or (config.save_accessed_time and stale):
+            self._cookie_text = self._encode(now)
+            self._send_cookie = True
+
+    def _remove_stored(self) -> None:
+        pass
+
+    def _cookie_value(self) -> str | None:
+        return None if self._new_id else self._cookie_text

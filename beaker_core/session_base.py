@@ -1,0 +1,224 @@
+"""What server-side and cookie sessions share: session ids, change tracking, Beaker's session API, the cookie
+decision. See :mod:`beaker_core.session` for the whole story.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from .cookies import coerce_cookie_expires, delete_cookie_header, set_cookie_header
+from .exceptions import ConfigurationError
+from .session_config import SessionConfig, session_options
+
+log = logging.getLogger(__name__)
+_ID = re.compile(r"[A-Za-z0-9_-]{22,128}")
+_time = time.time
+_REFRESH_MEMO_SIZE = 10000
+
+
+def new_session_id() -> str:
+    """A new session id: 192 random bits, as 32 base64url characters."""
+    return secrets.token_urlsafe(24)
+
+
+def valid_session_id(value: Any) -> bool:
+    """Whether ``value`` may be a session id: 22 to 128 characters of ``A-Z a-z 0-9 _ -``."""
+    return type(value) is str and _ID.fullmatch(value) is not None
+
+
+def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
+    if config is not None:
+        return config
+    if "namespace_class" in options:
+        raise ConfigurationError("namespace_class is not supported; register a backend plugin instead")
+    registry = options.pop("registry", None)
+    return SessionConfig(session_options(None, **options), registry=registry)
+
+
+class _BaseSession(dict):
+    """What server-side and cookie sessions share: change tracking, the public API, the cookie decision."""
+
+    # Per-request state starts as these class attributes; an instance sets only what changes (cheaper to create).
+    _full = False                 # write every key at the next save
+    _new_id = False               # the id was made in this request and nothing is stored under it yet
+    _send_cookie = False          # the cookie must go out at the next persist
+    _client_had_cookie = False
+    _cookie_expires = None
+    _used = False                 # read through request.session (ASGI) or ended, regenerated, marked
+    _held_lock = None
+    was_invalidated = False
+
+    def _start(self, request: Any, config: SessionConfig, use_cookies: bool) -> None:
+        self._config = config
+        self.request = request
+        self.use_cookies = use_cookies
+        self._changes: dict = {}      # key -> True (set) / False (deleted) in this request
+
+    @property
+    def key(self) -> str:
+        """The cookie name."""
+        return self._config.key
+
+    @property
+    def timeout(self) -> float | None:
+        return self._config.timeout
+
+    # -- the dict, tracking changes ------------------------------------------------------------------------------
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        self._changes[key] = True
+
+    def __delitem__(self, key: Any) -> None:
+        dict.__delitem__(self, key)
+        self._changes[key] = False
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            self._changes[key] = False
+        return dict.pop(self, key, *default)
+
+    def popitem(self) -> tuple:
+        key, value = dict.popitem(self)
+        self._changes[key] = False
+        return key, value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return dict.__getitem__(self, key)
+        self[key] = default
+        return default
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> "_BaseSession":
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        for key in self:
+            self._changes[key] = False
+        dict.clear(self)
+
+    def has_key(self, key: Any) -> bool:
+        return key in self
+
+    def changed(self, *keys: Any) -> None:
+        """Mark keys as changed (all keys when none are named), for changes made inside their values."""
+        self._used = True
+        if not keys:
+            self._full = True
+        for key in keys:
+            if key in self:
+                self._changes[key] = True
+
+    def _replace(self, data: dict) -> None:
+        dict.clear(self)
+        dict.update(self, data)
+
+    # -- Beaker's API --------------------------------------------------------------------------------------------
+
+    def accessed(self) -> bool:
+        """Whether the session was used in this request (a session object exists only once it is used)."""
+        return True
+
+    def mark_accessed(self) -> None:
+        """Record that the application read the session (Starlette's ``request.session`` calls this)."""
+        self._used = True
+
+    @property
+    def cookie_expires(self) -> Any:
+        return self._config.cookie_expires if self._cookie_expires is None else self._cookie_expires
+
+    @cookie_expires.setter
+    def cookie_expires(self, value: Any) -> None:
+        """Change this session's cookie lifetime (a "remember me" box): the cookie is sent again."""
+        self._cookie_expires = coerce_cookie_expires("cookie_expires", value)
+        self._used = True
+        self._send_cookie = True
+        self._full = True
+
+    def save(self, accessed_only: bool = False) -> None:
+        """Write the session now: every key (so changes inside values are saved too), or with ``accessed_only``
+        just refresh its idle timeout."""
+        if accessed_only:
+            self._refresh(force=True)
+        else:
+            self._full = True
+            self.persist()
+
+    def persist(self) -> None:
+        """Save what this request changed (what the middleware calls at the end of a request)."""
+        if self._changes or self._full or self._config.auto:
+            self._write()
+        elif not self._new_id:
+            self._refresh(force=False)
+        self._emit_cookie()
+
+    def revert(self) -> None:
+        """Forget this request's unsaved changes."""
+        self._changes.clear()
+        self._full = False
+        self._reload()
+
+    def invalidate(self) -> None:
+        """End this session: its record is removed now; the session continues empty, under a new id."""
+        self._end()
+        self.was_invalidated = True
+
+    def delete(self) -> None:
+        """Remove the session from the store now and send an expired cookie, unless it is used again."""
+        self._end()
+
+    def regenerate_id(self) -> None:
+        """Keep the data under a new id (do it at login); the old id's record is removed now."""
+        self._remove_stored()
+        self.id = new_session_id()
+        self._new_id = True
+        self._full = True
+        self._used = True
+        self._send_cookie = True
+
+    def _end(self) -> None:
+        self._used = True
+        self._remove_stored()
+        dict.clear(self)
+        self._changes.clear()
+        self._full = False
+        self.id = new_session_id()
+        self._new_id = True
+        self.is_new = True
+        self.created = _time()
+        self.last_accessed = None
+
+    # -- cookies -------------------------------------------------------------------------------------------------
+
+    def _emit_cookie(self) -> None:
+        if not self.use_cookies:
+            return
+        config = self._config
+        if self._send_cookie:
+            value = self._cookie_value()
+            if value is not None:
+                self.request["cookie_out"] = set_cookie_header(config.key, value, config.attributes,
+                                                               self.cookie_expires)
+                self.request["set_cookie"] = True
+                self._send_cookie = False
+                self._client_had_cookie = True
+                return
+        if self._new_id and self._client_had_cookie:
+            # the session was deleted, invalidated or never found, and stayed empty: clear the client's cookie
+            self.request["cookie_out"] = delete_cookie_header(config.key, config.attributes)
+            self.request["set_cookie"] = True
+            self._client_had_cookie = False
+
+    def _cookie_value(self) -> str | None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self, 'id', '?')!r} {dict.__repr__(self)}>"
