@@ -150,11 +150,12 @@ class Session(_BaseSession):
                 self._send_cookie = True
         self._changes.clear()
         self._full = False
+        self._wrote = True
 
     def _refresh(self, force: bool) -> None:
         """Extend the idle timeout of a session this request only read, with the backend's cheap touch."""
         config = self._config
-        if self._new_id:
+        if self._new_id or (self._wrote and not force):
             return
         if config.sliding_cookie:
             self._send_cookie = True

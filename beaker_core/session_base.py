@@ -49,6 +49,7 @@ class _BaseSession(dict):
     _cookie_expires = None
     _used = False                 # read through request.session (ASGI) or ended, regenerated, marked
     _held_lock = None
+    _wrote = False                # a save wrote the record in this request: no refresh needed
     was_invalidated = False
 
     def _start(self, request: Any, config: SessionConfig, use_cookies: bool) -> None:

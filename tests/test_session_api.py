@@ -374,3 +374,22 @@ def test_concurrent_threads_on_a_memory_session_keep_every_key(registry):
         thread.join()
     assert dict(Session(cookie, type="memory", registry=registry)) == {"start": 0,
                                                                        **{f"k{i}": i for i in range(16)}}
+
+
+def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path):
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["n"] = session.get("n", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [b""]
+
+    middleware = SessionMiddleware(app, {"session.type": "counting-file", "session.data_dir": str(tmp_path),
+                                         "session.timeout": 1}, registry=registry)
+    client = WSGIClient(middleware)
+    client.request("/")
+    time.sleep(0.15)
+    backend = middleware.session_config.backend
+    backend.calls.clear()
+    client.request("/")
+    assert dict(backend.calls) == {"get": 2, "set": 1}
