@@ -17,6 +17,28 @@ from .connection import (Target, client_options, describe_client, freeze, is_clu
                          parse_single_url, scrub, shared_clients)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
+# ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete
+_MERGE_RECORD = """
+local key = KEYS[1]
+if ARGV[1] == '0' and redis.call('exists', key) == 0 then
+    return 0
+end
+local sets = tonumber(ARGV[3])
+local first_delete = 4 + 2 * sets
+for index = first_delete, #ARGV do
+    redis.call('hdel', key, ARGV[index])
+end
+for index = 4, first_delete - 1, 2 do
+    redis.call('hset', key, ARGV[index], ARGV[index + 1])
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+    redis.call('pexpire', key, ttl)
+else
+    redis.call('persist', key)
+end
+return 1
+"""
 DEFAULT_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 
 
@@ -67,6 +89,7 @@ class RedisBackend(Backend):
     name = "redis"
     preferred_lock = "redis"
     shared = True
+    atomic_records = True
     max_value_size = 512 * 1024 * 1024  # redis's proto-max-bulk-len default
     #: only a Redis Cluster is accepted (the ``rediscluster`` name)
     cluster_only = False
@@ -294,6 +317,32 @@ class RedisBackend(Backend):
         """Remove every key under the backend's prefix (the whole database when it has none), by SCAN and DEL;
         never ``FLUSHDB``."""
         return self.delete_prefix("")
+
+    # -- records (sessions): a hash per record, changed by one Lua script ------------------------------------------
+
+    def get_record(self, key: str) -> dict[str, bytes] | None:
+        """Every field of the hash under ``key`` (``HGETALL``), or None when there is none."""
+        try:
+            fields = self._client.hgetall(self._key(key))
+        except self._errors as exc:
+            raise self._error("HGETALL", exc) from exc
+        if not fields:
+            return None
+        return {name.decode("utf-8", "surrogatepass"): value for name, value in fields.items()}
+
+    def merge_record(self, key: str, set_fields: dict[str, bytes], delete_fields: Iterable[str],
+                     ttl: float | None, create: bool = True) -> bool:
+        """Delete ``delete_fields``, set ``set_fields`` and apply ``ttl`` to the hash under ``key``, atomically, in
+        one round trip (a Lua script); with ``create=False`` a missing record stays missing and False is returned."""
+        args: list[Any] = [b"1" if create else b"0", _milliseconds(ttl) if ttl is not None else 0, len(set_fields)]
+        for name, value in set_fields.items():
+            args.append(name.encode("utf-8", "surrogatepass"))
+            args.append(value if type(value) is bytes else _as_bytes(value, f"{key} field {name}"))
+        args.extend(name.encode("utf-8", "surrogatepass") for name in delete_fields)
+        try:
+            return bool(self.script(_MERGE_RECORD)(keys=[self._key(key)], args=args))
+        except self._errors as exc:
+            raise self._error("merging a record", exc) from exc
 
     def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; None when it has no TTL or does not exist (for tools and tests)."""

@@ -1,0 +1,133 @@
+"""The ``memcached`` lock: a distributed lock built on memcached's atomic ``add``, with an expiry.
+
+:param backend: the memcached backend (a :class:`~beaker_memcached.backend.MemcachedBackend`) whose servers hold
+    the lock; the lock key is mapped like any other key, so it lives on one of them.
+:param url: memcached servers to use when ``backend`` is not a memcached backend (one shared backend per url).
+:param expire: seconds after which the lock frees itself, so a crashed holder never blocks anyone longer
+    (rounded up to whole seconds, memcached's resolution); default 30.
+:param timeout: seconds ``with lock:`` waits before raising :class:`~beaker_core.exceptions.LockTimeout`
+    (None waits forever); default 30.
+
+Acquiring is ``add <prefix>beaker-lock:<name> <random token>`` with the expiry, repeated with growing sleeps (1 ms
+doubling up to 50 ms). Releasing checks the token, as far as memcached allows: ``gets`` reads the holder's token and
+its CAS id; only if the token is this acquisition's, ``cas`` overwrites it with a short-lived tombstone (which fails
+if anyone changed the item since) and the tombstone is deleted. A holder whose lock expired and was taken by another
+therefore leaves the new holder's lock alone. A server that cannot be reached raises
+:class:`~beaker_core.exceptions.BackendError` naming it: a lock never silently "succeeds".
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from typing import Any
+
+from beaker_core.exceptions import ConfigurationError
+from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
+from beaker_core.util import coerce_float
+
+from .backend import MemcachedBackend
+
+log = logging.getLogger(__name__)
+
+LOCK_MARK = "beaker-lock:"
+_FIRST_SLEEP = 0.001
+_MAX_SLEEP = 0.05
+_TOMBSTONE = b"released"
+
+_url_backends: dict[Any, MemcachedBackend] = {}
+_url_guard = threading.Lock()
+
+
+def _backend_for_url(url: Any) -> MemcachedBackend:
+    key = url if isinstance(url, str) else tuple(url) if isinstance(url, (list, tuple)) else None
+    if key is None:
+        raise ConfigurationError(f"the memcached lock's url must be a string, not {type(url).__name__}")
+    with _url_guard:
+        backend = _url_backends.get(key)
+        if backend is None:
+            backend = _url_backends[key] = MemcachedBackend(url=url)
+        return backend
+
+
+def _seconds(option: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    number = coerce_float(f"the memcached lock's {option}", value, minimum=0.0)
+    if math.isnan(number) or math.isinf(number):
+        raise ConfigurationError(f"the memcached lock's {option} must be a finite number of seconds, not {value!r}")
+    return number
+
+
+class MemcachedLock(Lock):
+    __doc__ = __doc__
+
+    kind = "memcached"
+
+    def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
+                 timeout: Any = DEFAULT_TIMEOUT, url: Any = None):
+        expire_seconds = _seconds("expire", expire)
+        if expire_seconds is None or expire_seconds <= 0:
+            raise ConfigurationError(f"the memcached lock's expire must be a positive number of seconds, "
+                                     f"not {expire!r}")
+        super().__init__(name, backend=backend, expire=expire_seconds, timeout=_seconds("timeout", timeout))
+        if not isinstance(backend, MemcachedBackend):
+            if url is None:
+                got = f"a {type(backend).__name__}" if backend is not None else "no backend"
+                raise ConfigurationError(f"the memcached lock needs a memcached backend or a url (it got {got}); "
+                                         f"set lock_type to a lock that suits the backend, or give the lock a url")
+            backend = _backend_for_url(url)
+        self.backend = backend
+        self._mapped, self._node = backend._locate(LOCK_MARK + name)
+        self._expire = max(1, math.ceil(expire_seconds))
+        self._token: bytes | None = None
+        self._guard = threading.Lock()
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        self.backend._raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        token = secrets.token_hex(16).encode("ascii")
+        deadline = time.monotonic() + max(timeout, 0) if blocking and timeout is not None else None
+        sleep = _FIRST_SLEEP
+        while True:
+            try:
+                taken = self._node.client().add(self._mapped, token, self._expire, noreply=False)
+            except self.backend._errors as exc:
+                self._failed("acquiring", exc)
+            if taken:
+                with self._guard:
+                    self._token = token
+                return True
+            if not blocking:
+                return False
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                sleep = min(sleep, remaining)
+            time.sleep(sleep)
+            sleep = min(sleep * 2, _MAX_SLEEP)
+
+    def release(self) -> None:
+        with self._guard:
+            token, self._token = self._token, None
+        if token is None:
+            raise RuntimeError(f"release of the unheld memcached lock {self.name!r}")
+        try:
+            client = self._node.client()
+            holder, cas_id = client.gets(self._mapped)
+            if holder == token and client.cas(self._mapped, _TOMBSTONE, cas_id, 1, noreply=False):
+                client.delete(self._mapped, noreply=False)
+                return
+        except self.backend._errors as exc:
+            self._failed("releasing", exc)
+        log.warning("the memcached lock %r expired before it was released (held longer than expire=%ss): another "
+                    "holder may have run at the same time", self.name, self.expire)
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock (as far as it knows: the lock may have expired since)."""
+        return self._token is not None
