@@ -39,19 +39,23 @@ class RegionFixtures(CacheFixtures):
         for name in names.values():
             cache_regions.pop(name, None)
 
-    def base_config(self, backend_options: dict[str, Any]) -> dict[str, Any]:
-        """``cache.type`` and the backend's options, as Beaker-style configuration keys."""
-        config = {"cache.type": self.backend}
-        config.update({f"cache.{option}": value for option, value in backend_options.items()})
+    def base_config(self, backend_options: dict[str, Any], regions: dict[str, Any]) -> dict[str, Any]:
+        """Beaker-style configuration keys: ``cache.type``, the backend's options, and ``regions`` (name -> expire).
+
+        As in Beaker, a region inherits only ``type``, ``data_dir``, ``lock_dir``, ``expire``, ``enabled`` and
+        ``key_length`` from the top level, so the other backend options (``url``...) are repeated per region.
+        """
+        config = {"cache.type": self.backend, "cache.regions": ", ".join(regions)}
+        for option, value in backend_options.items():
+            config[f"cache.{option}"] = value
+            config.update({f"cache.{region}.{option}": value for region in regions})
+        config.update({f"cache.{region}.expire": str(expire) for region, expire in regions.items()})
         return config
 
     @pytest.fixture
     def cache_config(self, backend_options, region_names) -> dict[str, Any]:
         """A Beaker-style configuration: ``cache.type``, the backend's options, two regions."""
-        return {**self.base_config(backend_options),
-                "cache.regions": f"{region_names['short']}, {region_names['long']}",
-                f"cache.{region_names['short']}.expire": str(self.short_ttl),
-                f"cache.{region_names['long']}.expire": "3600"}
+        return self.base_config(backend_options, {region_names["short"]: self.short_ttl, region_names["long"]: 3600})
 
     @pytest.fixture
     def manager(self, cache_config) -> CacheManager:
@@ -248,8 +252,7 @@ class RegionConformanceTests(RegionFixtures):
     @pytest.mark.slow
     def test_decorated_function_runs_once_for_eight_processes(self, make_cache, backend_options, prefix, tmp_path):
         self.require_shared(make_cache().backend)
-        config = {**self.base_config(backend_options), "cache.regions": _workers.WORKER_REGION,
-                  f"cache.{_workers.WORKER_REGION}.expire": "3600"}
+        config = self.base_config(backend_options, {_workers.WORKER_REGION: 3600})
         marker_dir = tmp_path / "created"
         marker_dir.mkdir()
         args = (config, prefix + "cold", str(marker_dir))
