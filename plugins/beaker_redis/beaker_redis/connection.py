@@ -102,8 +102,8 @@ def parse_cluster_url(url: str, owner: str) -> Target:
     nodes: list[tuple[str, int]] = []
     if url.startswith(CLUSTER_SCHEMES):
         scheme, _, rest = url.partition("://")
-        authority, _, tail = rest.partition("/")
-        path, _, query = tail.partition("?")
+        rest, _, query = rest.partition("?")
+        authority, _, path = rest.partition("/")
         if query:
             raise ConfigurationError(f"{owner}: a cluster url takes no query string; pass options as options")
         if path not in ("", "0"):
