@@ -34,6 +34,12 @@ def cookie_values(header: str | None, name: str) -> list[str]:
     """Every value the ``Cookie`` header gives for ``name``, in order (browsers send the most specific path first)."""
     if not header or name not in header:
         return []
+    if ";" not in header:  # the usual case: this application's only cookie
+        key, eq, value = header.partition("=")
+        if not eq or key.strip() != name:
+            return []
+        value = value.strip()
+        return [value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value]
     values = []
     for part in header.split(";"):
         key, eq, value = part.partition("=")

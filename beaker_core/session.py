@@ -39,26 +39,32 @@ class Session(_BaseSession):
 
     def __init__(self, request: Any, id: str | None = None, invalidate_corrupt: Any = None, use_cookies: bool = True,
                  *, _config: SessionConfig | None = None, **options: Any):
-        if invalidate_corrupt is not None:
-            options["invalidate_corrupt"] = invalidate_corrupt
-        config = _config_for(_config, options)
+        if _config is None:
+            if invalidate_corrupt is not None:
+                options["invalidate_corrupt"] = invalidate_corrupt
+            _config = _config_for(None, options)
+        config = _config
         if config.is_cookie:
             raise ConfigurationError("session.type = cookie is served by CookieSession, not Session")
-        self._start(request, config, use_cookies)
+        # what _BaseSession._start does, inlined: this runs on every request that uses its session
+        self._config = config
+        self.request = request
+        self.use_cookies = use_cookies
+        self._changes = {}
         self._store = config.store
-        client_id = None
         if id is not None:
             if not valid_session_id(id):
                 raise ConfigurationError(f"a session id must be 22 to 128 characters of A-Z a-z 0-9 _ -, not {id!r}")
+            session_id = id
         elif use_cookies:
-            client_id = self._id_from_cookie(request.get("cookie"))
-        session_id = id or client_id
+            session_id = self._id_from_cookie(request.get("cookie"))
+        else:
+            session_id = None
         if session_id is not None and self._load(session_id):
             return
-        if id is not None:
-            self.id = id               # an id the application chose (get_by_id, Beaker's id=) is kept
-        else:
-            self.id = new_session_id()  # never adopt an id the store does not know
+        # an id the application chose (get_by_id, Beaker's id=) is kept; an id the store does not know is never
+        # adopted from a cookie
+        self.id = id if id is not None else new_session_id()
         self._new_id = True
         self.is_new = True
         self.created = _time()
@@ -90,15 +96,16 @@ class Session(_BaseSession):
             return False
         if record is None:
             return False
-        if config.absolute_timeout is not None and _time() - record.created >= config.absolute_timeout:
+        created, accessed, data = record
+        if config.absolute_timeout is not None and _time() - created >= config.absolute_timeout:
             self._store.delete(session_id)
             self.was_invalidated = True
             return False
         self.id = session_id
         self.is_new = False
-        self.created = record.created
-        self.last_accessed = record.accessed
-        dict.update(self, record.data)
+        self.created = created
+        self.last_accessed = accessed
+        dict.update(self, data)
         return True
 
     def _reload(self) -> None:
@@ -106,7 +113,7 @@ class Session(_BaseSession):
         if not self._new_id:
             record = self._store.load(self.id)
             if record is not None:
-                dict.update(self, record.data)
+                dict.update(self, record[2])
 
     @property
     def namespace(self) -> Any:
@@ -128,7 +135,7 @@ class Session(_BaseSession):
     def _write(self) -> None:
         config = self._config
         now = _time()
-        ttl = config.record_ttl(self.created, now)
+        ttl = config.record_ttl(self.created, now) if config.expires else None
         if ttl == 0:
             return  # the absolute lifetime is over: nothing more is kept
         if self._new_id:
@@ -139,11 +146,15 @@ class Session(_BaseSession):
             self._new_id = False
             self._send_cookie = True
         else:
+            set_items: dict = {}
+            deleted: list = []
+            for key, kept in self._changes.items():
+                if kept:
+                    set_items[key] = dict.__getitem__(self, key)
+                else:
+                    deleted.append(key)
             if self._full or config.auto:
                 set_items = dict(self)
-            else:
-                set_items = {key: dict.__getitem__(self, key) for key, kept in self._changes.items() if kept}
-            deleted = [key for key, kept in self._changes.items() if not kept]
             if not self._store.update(self.id, self.created, now, set_items, deleted, ttl, self._held_lock):
                 log.info("session %s ended while a request was changing it; its changes are dropped", self.id[:8])
             elif config.sliding_cookie:

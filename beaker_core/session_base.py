@@ -41,6 +41,10 @@ def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
 class _BaseSession(dict):
     """What server-side and cookie sessions share: change tracking, the public API, the cookie decision."""
 
+    # the attributes every request sets live in slots (cheaper to set than a __dict__); others go in __dict__
+    __slots__ = ("_config", "request", "use_cookies", "_changes", "_store", "id", "is_new", "created",
+                 "last_accessed", "__dict__")
+
     # Per-request state starts as these class attributes; an instance sets only what changes (cheaper to create).
     _full = False                 # write every key at the next save
     _new_id = False               # the id was made in this request and nothing is stored under it yet
@@ -159,7 +163,8 @@ class _BaseSession(dict):
             self._write()
         elif not self._new_id:
             self._refresh(force=False)
-        self._emit_cookie()
+        if self._send_cookie or (self._new_id and self._client_had_cookie):
+            self._emit_cookie()
 
     def revert(self) -> None:
         """Forget this request's unsaved changes."""

@@ -145,6 +145,8 @@ class SessionConfig:
         self.sliding_cookie = not isinstance(self.cookie_expires, bool) and isinstance(self.cookie_expires, float)
         # how stale the stored access time may grow before a read-only request refreshes it
         self.refresh_interval = self.timeout / 10 if self.timeout else None
+        #: records get a TTL
+        self.expires = self.timeout is not None or self.absolute_timeout is not None
 
         secret = secret_list("session.secret", take("secret", None))
         encrypt_key = secret_list("session.encrypt_key", take("encrypt_key", None))

@@ -36,20 +36,15 @@ def _own(value: Any) -> Any:
     return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
-class Record:
-    __slots__ = ("created", "accessed", "data")
-
-    def __init__(self, created: float, accessed: float, data: dict):
-        self.created = created
-        self.accessed = accessed
-        self.data = data
+#: a loaded record: ``(created, accessed, data)``
+Record = tuple
 
 
 def _check_record(value: Any) -> Record:
     if (not isinstance(value, dict) or not isinstance(value.get("d"), dict)
             or not isinstance(value.get("c"), (int, float)) or not isinstance(value.get("a"), (int, float))):
         raise SerializationError("stored session record has an unexpected shape")
-    return Record(float(value["c"]), float(value["a"]), value["d"])
+    return float(value["c"]), float(value["a"]), value["d"]
 
 
 class BlobStore:
@@ -82,28 +77,27 @@ class BlobStore:
     def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
                ttl: float | None, held_lock: Any = None) -> bool:
         """Apply one request's changes to the stored record; False if the record is gone."""
-        key = KEY_PREFIX + session_id
-        lock = held_lock or self.config.lock(session_id)
-        if held_lock is None:
-            lock.__enter__()
+        if held_lock is not None:
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+        with self.config.lock(session_id):
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+
+    def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None) -> bool:
+        raw = self.backend.get(key)
+        if raw is None:
+            return False
         try:
-            raw = self.backend.get(key)
-            if raw is None:
-                return False
-            try:
-                data = self._decode(raw).data
-            except SerializationError:
-                if not self.config.invalidate_corrupt:
-                    raise
-                data = {}
-            for name in deleted:
-                data.pop(name, None)
-            data.update(set_items)
-            self.backend.set(key, self._encode(created, now, data), ttl)
-            return True
-        finally:
-            if held_lock is None:
-                lock.__exit__(None, None, None)
+            data = self._decode(raw)[2]
+        except SerializationError:
+            if not self.config.invalidate_corrupt:
+                raise
+            data = {}
+        for name in deleted:
+            data.pop(name, None)
+        data.update(set_items)
+        self.backend.set(key, self._encode(created, now, data), ttl)
+        return True
 
     def touch(self, session_id: str, ttl: float | None) -> None:
         self.backend.touch(KEY_PREFIX + session_id, ttl)
@@ -123,8 +117,8 @@ class ObjectStore(BlobStore):
             raise SerializationError("stored session record has an unexpected shape")
         created, accessed, data = stored
         immutable = _IMMUTABLE
-        return Record(created, accessed, {name: value if type(value) in immutable else copy.deepcopy(value)
-                                          for name, value in data.items()})
+        return created, accessed, {name: value if type(value) in immutable else copy.deepcopy(value)
+                                   for name, value in data.items()}
 
     def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
         owned = {name: _own(value) for name, value in data.items()}
@@ -132,24 +126,24 @@ class ObjectStore(BlobStore):
 
     def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
                ttl: float | None, held_lock: Any = None) -> bool:
-        key = KEY_PREFIX + session_id
-        lock = held_lock or self.config.lock(session_id)
-        if held_lock is None:
-            lock.__enter__()
-        try:
-            stored = self.backend.get(key)
-            if stored is None:
-                return False
-            data = dict(stored[2]) if type(stored) is tuple and len(stored) == 3 else {}
-            for name in deleted:
-                data.pop(name, None)
-            for name, value in set_items.items():
-                data[name] = _own(value)
-            self.backend.set(key, (created, now, data), ttl)
-            return True
-        finally:
-            if held_lock is None:
-                lock.__exit__(None, None, None)
+        if held_lock is not None:
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+        with self.config.lock(session_id):
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+
+    def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None) -> bool:
+        stored = self.backend.get(key)
+        if stored is None:
+            return False
+        data = dict(stored[2]) if type(stored) is tuple and len(stored) == 3 else {}
+        for name in deleted:
+            data.pop(name, None)
+        immutable = _IMMUTABLE
+        for name, value in set_items.items():
+            data[name] = value if type(value) in immutable else copy.deepcopy(value)
+        self.backend.set(key, (created, now, data), ttl)
+        return True
 
 
 def _field(name: Any) -> str:
@@ -185,7 +179,7 @@ class RecordStore(BlobStore):
             raise SerializationError(f"stored session record cannot be read: {exc}") from exc
         if not isinstance(created, (int, float)) or not isinstance(accessed, (int, float)):
             raise SerializationError("stored session record has an unexpected shape")
-        return Record(float(created), float(accessed), data)
+        return float(created), float(accessed), data
 
     def _fields(self, now: float, set_items: dict, created: float | None = None) -> dict:
         dumps = self.serializer.dumps
