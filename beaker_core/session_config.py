@@ -155,7 +155,7 @@ class SessionConfig:
         self.lock_type = coerce_str("session.lock_type", take("lock_type", None))
 
         self.signer = self.cipher = self.backend = self.store = None
-        self.stores_objects = self.atomic_records = False
+        self.stores_objects = self.atomic_records = self.atomic_update = False
         self.lock_class = None
         self._stripes: list | None = None
         self.lock_options: dict[str, Any] = {}
@@ -182,6 +182,7 @@ class SessionConfig:
             self.backend = self.registry.open_backend(self.type, **backend_options)
             self.stores_objects = bool(getattr(self.backend, "stores_objects", False))
             self.atomic_records = bool(getattr(self.backend, "atomic_records", False))
+            self.atomic_update = bool(getattr(self.backend, "atomic_update", False))
             self.serializer = self._serializer(serializer)
             if encrypt_key and not self.stores_objects:
                 self.serializer = EncryptedSerializer(self.serializer, Cipher(encrypt_key, "stored session"))

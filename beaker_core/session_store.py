@@ -11,7 +11,9 @@ different keys of one session both keep their change:
 * :class:`BlobStore`, for every other backend: the record is serialized as a whole. Saving a session that already
   existed takes the session's lock, reads the record again, applies only the keys this request set or deleted, and
   writes it: one read and one write more than nothing, and no lost update. A session created by this request has an
-  id nobody else knows, so it is written without lock or re-read.
+  id nobody else knows, so it is written without lock or re-read. On a backend with an atomic update
+  (``atomic_update = True``) the re-read, merge and write are one ``update`` call, under the backend's own
+  per-key exclusion, without the session lock.
 * :class:`RecordStore`, for backends with atomic records (``atomic_records = True``, see
   :mod:`beaker_core.backends`): each key of the session is a field of the record, serialized on its own, and a save
   is one ``merge_record`` call that sets and deletes exactly this request's fields: no lock, no re-read.
@@ -79,8 +81,27 @@ class BlobStore:
         """Apply one request's changes to the stored record; False if the record is gone."""
         if held_lock is not None:
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+        if self.config.atomic_update:
+            return self._merge_atomically(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
         with self.config.lock(session_id):
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+
+    def _merge_atomically(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
+                          ttl: float | None) -> bool:
+        def change(raw: Any) -> bytes | None:
+            if raw is None:
+                return None
+            try:
+                data = self._decode(raw)[2]
+            except SerializationError:
+                if not self.config.invalidate_corrupt:
+                    raise
+                data = {}
+            for name in deleted:
+                data.pop(name, None)
+            data.update(set_items)
+            return self._encode(created, now, data)
+        return bool(self.backend.update(key, change, ttl))
 
     def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
                ttl: float | None) -> bool:

@@ -182,3 +182,79 @@ def test_untouched_and_read_only_requests(app):
     assert backend.calls == {} and set_cookies(headers) == []
     client.request("/get")
     assert dict(backend.calls) == {"get_record": 1}
+
+
+class AtomicUpdateBackend(Backend):
+    """Bytes in a dict; ``update`` runs the change under the backend's lock (the atomic update capability)."""
+
+    name = "atomic-update"
+    atomic_update = True
+    shared = False
+
+    def __init__(self, **options):
+        self._data = {}
+        self._lock = threading.Lock()
+        self.calls = collections.Counter()
+
+    def _live(self, key):
+        item = self._data.get(key)
+        if item is not None and item[1] is not None and item[1] <= time.time():
+            del self._data[key]
+            return None
+        return item
+
+    def get(self, key):
+        self.calls["get"] += 1
+        item = self._live(key)
+        return None if item is None else item[0]
+
+    def set(self, key, value, ttl=None):
+        self.calls["set"] += 1
+        self._data[key] = (value, deadline(ttl))
+
+    def delete(self, key):
+        self.calls["delete"] += 1
+        return self._data.pop(key, None) is not None
+
+    def touch(self, key, ttl):
+        self.calls["touch"] += 1
+        item = self._live(key)
+        if item is None:
+            return False
+        self._data[key] = (item[0], deadline(ttl))
+        return True
+
+    def update(self, key, change, ttl=None):
+        self.calls["update"] += 1
+        with self._lock:
+            item = self._live(key)
+            new = change(None if item is None else item[0])
+            if new is None:
+                return False
+            self._data[key] = (new, deadline(ttl))
+            return True
+
+
+class TestAtomicUpdateSessions(SessionConformance):
+    backend = "atomic-update"
+    session_options = {"lock_type": "refused"}
+
+    @pytest.fixture
+    def registry(self):
+        registry = make_registry()
+        registry.register("backend", "atomic-update", AtomicUpdateBackend)
+        yield registry
+        registry.close()
+
+
+def test_atomic_update_saves_with_one_read_and_one_update():
+    registry = make_registry()
+    registry.register("backend", "atomic-update", AtomicUpdateBackend)
+    app = SessionMiddleware(session_app, {"session.type": "atomic-update", "session.lock_type": "refused"},
+                            registry=registry)
+    client = WSGIClient(app)
+    client.json("/incr")
+    backend = app.session_config.backend
+    backend.calls.clear()
+    assert client.json("/incr") == 2
+    assert dict(backend.calls) == {"get": 1, "update": 1}

@@ -24,6 +24,14 @@ under one key and change some of its fields in one atomic operation sets ``atomi
 ``delete(key)`` and ``touch(key, ttl)`` apply to records too. Sessions then save one request's changes with a single
 ``merge_record`` call, without the session lock and without reading the record again (see
 :mod:`beaker_core.session_store`).
+
+Optional capability, atomic update: a backend that can read, change and write one value under its own per-key
+exclusion (the file backend's flock on the current file, a redis WATCH, a SQL ``SELECT ... FOR UPDATE``) sets
+``atomic_update = True`` and implements ``update(key, change, ttl) -> bool``: ``change(current)`` gets the live
+value (or None) and returns the new value, or None to leave the key as it is; the new value is stored with ``ttl``
+and the call returns whether something was stored. ``change`` may be called again if the backend retries, so it must
+have no side effect. Sessions then merge a request's changes in that one call instead of taking the session lock
+and reading the record a second time.
 """
 from __future__ import annotations
 
@@ -131,6 +139,13 @@ class Backend:
                      create: bool = True) -> bool:
         """Set and delete fields of the record under ``key`` atomically (atomic records capability)."""
         raise NotImplementedError(f"the {self.name} backend does not store records")
+
+    #: the backend implements update (see the module docstring)
+    atomic_update = False
+
+    def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
+        """Replace the value under ``key`` with ``change(current)`` atomically (atomic update capability)."""
+        raise NotImplementedError(f"the {self.name} backend has no atomic update")
 
 
 def check_ttl(ttl: Any) -> float | None:
