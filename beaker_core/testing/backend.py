@@ -36,6 +36,11 @@ class ConformanceBase:
     :param native_expiry: the store expires entries by itself, so ``cleanup`` may report 0.
     :param lock_type: the lock the lock tests use; ``None`` means the backend's ``preferred_lock``.
     :param processes: how many processes the cross-process lock test runs.
+
+    Fixtures (methods, so every subclass has them): ``backend_options`` (``make_options(tmp_path)``), ``registry``
+    (a :class:`~beaker_core.registry.Registry` that loads installed plugins), ``store`` (the backend built from
+    both, closed after the test) and ``prefix`` (a random key prefix for the test). Tests that start processes are
+    marked ``slow``; a distribution running the suite under its own pytest configuration declares that marker.
     """
 
     backend: str = ""
