@@ -113,6 +113,22 @@ def lock_counter(backend: str, options: dict[str, Any], lock_type: str, lock_opt
         store.close()
 
 
+def _increment(current: Any) -> bytes:
+    return str(int(current or 0) + 1).encode("ascii")
+
+
+def update_counter(backend: str, options: dict[str, Any], key: str, increments: int, start) -> int:
+    """Increment a counter ``increments`` times through the backend's atomic ``update``."""
+    _, store = _open(backend, options)
+    try:
+        start.wait(START_TIMEOUT)
+        for _ in range(increments):
+            store.update(key, _increment, 3600)
+        return increments
+    finally:
+        store.close()
+
+
 def try_lock(backend: str, options: dict[str, Any], lock_type: str, lock_options: dict[str, Any],
              lock_name: str, timeout: float) -> bool:
     """Whether this process can take the lock within ``timeout`` seconds (released again at once)."""

@@ -1,8 +1,11 @@
-"""The optional atomic records capability (``atomic_records = True``): ``get_record`` and ``merge_record``.
+"""The optional capabilities of the backend contract that sessions use to save without a lock.
 
-Server-side sessions save one request's changes with a single ``merge_record`` call, without a lock, so the call
-must be atomic: concurrent merges of different fields all survive. Skipped, with the reason, for a backend that
-does not declare the capability.
+* atomic records (``atomic_records = True``): ``get_record`` and ``merge_record``; concurrent merges of different
+  fields all survive;
+* atomic update (``atomic_update = True``): ``update(key, change, ttl)``; concurrent read-change-writes, from
+  threads and (for a shared backend) from processes, lose nothing.
+
+Each part is skipped, with the reason, for a backend that does not declare the capability.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import threading
 
 import pytest
 
+from . import _workers
 from .backend import ConformanceBase
 
 ODD_FIELDS = {"with space": b"1", "ключ 🔑": b"2", "new\nline": b"3", "a:b": b"4", "": b"5"}
@@ -30,7 +34,7 @@ class AtomicRecordTests(ConformanceBase):
 
     def test_record_merge_sets_and_deletes_fields(self, record_store, prefix):
         key = prefix + "record"
-        assert record_store.merge_record(key, {"a": b"1", "b": b"2"}, [], None) is True
+        assert record_store.merge_record(key, {"a": b"1", "b": b"2"}, [], None, create=True) is True
         assert record_store.get_record(key) == {"a": b"1", "b": b"2"}
         assert record_store.merge_record(key, {"b": b"3", "c": bytes(range(256))}, ["a", "never-set"], None,
                                          create=False) is True
@@ -38,16 +42,16 @@ class AtomicRecordTests(ConformanceBase):
 
     def test_record_odd_field_names_and_empty_values(self, record_store, prefix):
         key = prefix + "record"
-        record_store.merge_record(key, {**ODD_FIELDS, "empty": b""}, [], None)
+        record_store.merge_record(key, {**ODD_FIELDS, "empty": b""}, [], None, create=True)
         assert record_store.get_record(key) == {**ODD_FIELDS, "empty": b""}
 
     def test_record_ttl_touch_and_delete(self, record_store, prefix):
         ttl = self.short_ttl
         expiring, persisted, touched = prefix + "expiring", prefix + "persisted", prefix + "touched"
-        record_store.merge_record(expiring, {"a": b"1"}, [], ttl)
-        record_store.merge_record(persisted, {"a": b"1"}, [], ttl)
-        record_store.merge_record(persisted, {"b": b"2"}, [], None)  # a merge without ttl removes the expiry
-        record_store.merge_record(touched, {"a": b"1"}, [], ttl)
+        record_store.merge_record(expiring, {"a": b"1"}, [], ttl, create=True)
+        record_store.merge_record(persisted, {"a": b"1"}, [], ttl, create=True)
+        record_store.merge_record(persisted, {"b": b"2"}, [], None, create=True)  # no ttl: no expiry
+        record_store.merge_record(touched, {"a": b"1"}, [], ttl, create=True)
         assert record_store.touch(touched, 3600) is True
         assert record_store.get_record(expiring) == {"a": b"1"}
         self.wait_past(ttl)
@@ -61,7 +65,7 @@ class AtomicRecordTests(ConformanceBase):
     def test_record_concurrent_merges_keep_every_field(self, record_store, prefix):
         key = prefix + "record"
         threads_count, rounds = 8, 10
-        record_store.merge_record(key, {"seed": b"0"}, [], 3600)
+        record_store.merge_record(key, {"seed": b"0"}, [], 3600, create=True)
         start = threading.Barrier(threads_count)
         errors: list[BaseException] = []
 
@@ -82,3 +86,74 @@ class AtomicRecordTests(ConformanceBase):
         assert errors == []
         expected = {f"field{index}": str(rounds - 1).encode("ascii") for index in range(threads_count)}
         assert record_store.get_record(key) == {"seed": b"0", **expected}
+
+
+def _increment(current):
+    return str(int(current or 0) + 1).encode("ascii")
+
+
+class AtomicUpdateTests(ConformanceBase):
+    @pytest.fixture
+    def update_store(self, store):
+        if not store.atomic_update:
+            pytest.skip(f"the {self.backend} backend does not declare atomic_update")
+        return store
+
+    def test_update_creates_changes_and_leaves_alone(self, update_store, prefix):
+        key = prefix + "k"
+        seen: list = []
+
+        def append(suffix: bytes):
+            def change(current):
+                seen.append(current)
+                return (current or b"") + suffix
+            return change
+
+        assert update_store.update(key, append(b"a"), None) is True
+        assert update_store.update(key, append(b"b"), None) is True
+        assert update_store.get(key) == b"ab"
+        assert seen[0] is None and seen[-1] == b"a"
+        assert update_store.update(key, lambda current: None, None) is False
+        assert update_store.get(key) == b"ab"
+        assert update_store.update(prefix + "missing", lambda current: None, None) is False
+        assert update_store.get(prefix + "missing") is None
+
+    def test_update_ttl(self, update_store, prefix):
+        ttl = self.short_ttl
+        update_store.update(prefix + "expiring", lambda current: b"e", ttl)
+        update_store.set(prefix + "persisted", b"p", ttl=ttl)
+        update_store.update(prefix + "persisted", lambda current: current + b"!", None)
+        assert update_store.get(prefix + "expiring") == b"e"
+        self.wait_past(ttl)
+        assert update_store.get(prefix + "expiring") is None
+        assert update_store.get(prefix + "persisted") == b"p!"
+
+    def test_concurrent_updates_from_threads_lose_nothing(self, update_store, prefix):
+        key = prefix + "counter"
+        threads_count, rounds = 8, 20
+        start = threading.Barrier(threads_count)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                start.wait()
+                for _ in range(rounds):
+                    update_store.update(key, _increment, 3600)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert int(update_store.get(key)) == threads_count * rounds
+
+    @pytest.mark.slow
+    def test_concurrent_updates_from_processes_lose_nothing(self, update_store, backend_options, prefix):
+        self.require_shared(update_store)
+        key, rounds = prefix + "counter", 20
+        args = (self.backend, backend_options, key, rounds)
+        _workers.run_in_processes(_workers.update_counter, [args] * self.processes, synchronized=True)
+        assert int(update_store.get(key)) == self.processes * rounds

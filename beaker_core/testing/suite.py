@@ -8,13 +8,13 @@ from __future__ import annotations
 from .backend import BackendContractTests
 from .caching import CachingConformanceTests
 from .locks import LockConformanceTests
-from .records import AtomicRecordTests
+from .records import AtomicRecordTests, AtomicUpdateTests
 from .regions import RegionConformanceTests
 from .sessions import SessionConformance
 
 
-class BackendConformance(BackendContractTests, AtomicRecordTests, LockConformanceTests, CachingConformanceTests,
-                         RegionConformanceTests, SessionConformance):
+class BackendConformance(BackendContractTests, AtomicRecordTests, AtomicUpdateTests, LockConformanceTests,
+                         CachingConformanceTests, RegionConformanceTests, SessionConformance):
     """The whole conformance suite. Subclass it in a module whose class name starts with ``Test``::
 
         from beaker_core.testing import BackendConformance
