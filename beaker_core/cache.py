@@ -138,17 +138,15 @@ class Cache:
             return None
         return value, created, expire or None, generation
 
-    def _fresh(self, entry: Any, generation: int, expiretime: Any, now: float) -> bool:
+    def _fresh(self, entry: Any, generation: int, now: float) -> bool:
         _, created, expire, entry_generation = entry
         if entry_generation != generation:
             return False
-        if expiretime is not None:
-            expire = expiretime
         if expire and now >= created + expire:
             return False
         return self.starttime is None or created >= self.starttime
 
-    def _lookup(self, key: Any, expiretime: Any = None, _now=time.time) -> Any:
+    def _lookup(self, key: Any, _now=time.time) -> Any:
         """The fresh value under ``key`` or ``_MISS``: the hot path of every hit, kept flat on purpose."""
         if type(key) is not str:
             key = _key_string(key)
@@ -167,8 +165,6 @@ class Cache:
         value, created, expire, entry_generation = entry
         if entry_generation != generation:
             return _MISS
-        if expiretime is not None:
-            expire = expiretime
         if expire and _now() >= created + expire:
             return _MISS
         if self.starttime is not None and created < self.starttime:
@@ -176,9 +172,13 @@ class Cache:
         return value
 
     def get(self, key: Any, createfunc: Callable[[], Any] | None = None, expiretime: Any = None, **kw: Any) -> Any:
-        """The value under ``key``; created by ``createfunc`` when missing or expired, else KeyError."""
+        """The value under ``key``; created by ``createfunc`` when missing or expired, else KeyError.
+
+        As in Beaker, a value keeps the lifetime it was stored with: ``expiretime`` applies to the value this call
+        creates, not to one already stored.
+        """
         if createfunc is None and not kw and self.enabled:
-            value = self._lookup(key, expiretime)
+            value = self._lookup(key)
             if value is _MISS:
                 raise KeyError(key)
             return value
@@ -267,10 +267,7 @@ class Cache:
 
     remove = remove_value
 
-    def __delitem__(self, key: Any) -> None:
-        if not self.has_key(key):
-            raise KeyError(key)
-        self.remove_value(key)
+    __delitem__ = remove_value
 
     def clear(self) -> None:
         """Invalidate every value of this namespace, in every process."""
@@ -316,9 +313,8 @@ class Cache:
             return creator()
         stale = False
         if entry is not None:
-            value, created, stored_expire, entry_generation = entry
+            value, created, lifetime, entry_generation = entry
             if entry_generation == generation and (self.starttime is None or created >= self.starttime):
-                lifetime = expire if expire is not None else stored_expire
                 if not lifetime or _now() < created + lifetime:
                     return value
                 stale = True
@@ -338,7 +334,7 @@ class Cache:
             return self._create(key, creator, expire, generation)
         try:
             entry, generation = self._read(key)
-            if entry is not None and self._fresh(entry, generation, expire, time.time()):
+            if entry is not None and self._fresh(entry, generation, time.time()):
                 return entry[0]
             return self._create(key, creator, expire, generation)
         finally:

@@ -53,8 +53,6 @@ def beaker_cache(request, tmp_path):
     return Cache(f"parity-{os.getpid()}-{time.time_ns()}", type=request.param, **options)
 
 
-@pytest.mark.xfail(strict=True, reason="beaker_core.cache: an expiretime given to get() overrides the lifetime the "
-                                       "value was stored with; Beaker keeps the stored lifetime")
 def test_beaker_parity_lifetime_is_fixed_when_the_value_is_stored(beaker_cache):
     """Beaker 1.14.1: ``get(key, expiretime=N)`` applies N only to a value that this get creates. A value put for an
     hour is still served to ``get(key, expiretime=1)`` a second later, and a value put for one second is gone for
@@ -67,7 +65,5 @@ def test_beaker_parity_lifetime_is_fixed_when_the_value_is_stored(beaker_cache):
         beaker_cache.get("second", expiretime=3600)
 
 
-@pytest.mark.xfail(strict=True, reason="beaker_core.cache: `del cache[key]` raises KeyError for a missing key; "
-                                       "Beaker's __delitem__ (remove_value) is silent")
 def test_beaker_parity_deleting_a_missing_key_is_silent(beaker_cache):
     del beaker_cache["never stored"]
