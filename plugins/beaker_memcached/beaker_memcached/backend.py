@@ -56,8 +56,9 @@ class MemcachedBackend(Backend):
         fit raises :class:`~beaker_core.exceptions.ValueTooLarge` when it is saved.
     :param strict: raise :class:`~beaker_core.exceptions.BackendError` when a server is down even for cache reads
         and writes. By default (False) those degrade: a read from a dead server is a miss and a write to it is
-        dropped (logged once per outage), so caching keeps working with the servers that are left. Everything else
-        (``add``, ``delete``, ``touch``, ``incr``, locks and session records) always raises, naming the server.
+        dropped (logged once per outage), and the memcached lock is granted without exclusion, so caching keeps
+        working with the servers that are left. Everything else (``add``, ``delete``, ``touch``, ``incr`` and
+        session records) always raises, naming the server.
     :param connect_timeout: seconds to wait for a connection (default 2).
     :param timeout: seconds to wait for a reply (default 2).
     :param dead_retry: seconds a failed server is skipped by degrading calls before it is tried again (default 1).

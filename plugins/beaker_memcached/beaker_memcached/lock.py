@@ -12,8 +12,13 @@ Acquiring is ``add <prefix>beaker-lock:<name> <random token>`` with the expiry, 
 doubling up to 50 ms). Releasing checks the token, as far as memcached allows: ``gets`` reads the holder's token and
 its CAS id; only if the token is this acquisition's, ``cas`` overwrites it with a short-lived tombstone (which fails
 if anyone changed the item since) and the tombstone is deleted. A holder whose lock expired and was taken by another
-therefore leaves the new holder's lock alone. A server that cannot be reached raises
-:class:`~beaker_core.exceptions.BackendError` naming it: a lock never silently "succeeds".
+therefore leaves the new holder's lock alone.
+
+When the server holding the lock cannot be reached, the lock follows its backend's ``strict`` option. A strict
+backend raises :class:`~beaker_core.exceptions.BackendError` naming the server. By default the lock is granted
+without exclusion and a warning is logged, the same way the backend turns cache reads from that server into misses:
+the lock exists to protect a cache against stampedes, and a cache with a server down is recomputing that share of
+its values anyway; refusing the lock would turn a degraded cache into failing requests.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from beaker_core.exceptions import ConfigurationError
+from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
 from beaker_core.util import coerce_float
 
@@ -36,6 +41,7 @@ LOCK_MARK = "beaker-lock:"
 _FIRST_SLEEP = 0.001
 _MAX_SLEEP = 0.05
 _TOMBSTONE = b"released"
+_DEGRADED: Any = object()  # the token of a lock granted without exclusion while its server was down
 
 _url_backends: dict[Any, MemcachedBackend] = {}
 _url_guard = threading.Lock()
@@ -82,21 +88,41 @@ class MemcachedLock(Lock):
         self.backend = backend
         self._mapped, self._node = backend._locate(LOCK_MARK + name)
         self._expire = max(1, math.ceil(expire_seconds))
-        self._token: bytes | None = None
+        self._token: Any = None
         self._guard = threading.Lock()
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.backend._raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
+
+    def _degraded(self, exc: BaseException | None) -> bool:
+        """Grant the lock without exclusion because its server is down (non-strict backends only)."""
+        if exc is not None:
+            try:
+                self._failed("acquiring", exc)
+            except BackendError:
+                if self.backend.strict or not self._node.down_until:
+                    raise
+        elif self.backend.strict:
+            raise BackendError(f"memcached server {self._node.address} is down ({self.backend.describe()}): "
+                               f"{self._node.last_error}")
+        # the backend logged the outage once; this happens on every miss of that server's share
+        log.debug("memcached server %s is down: the lock %r is granted without exclusion", self._node.address,
+                  self.name)
+        with self._guard:
+            self._token = _DEGRADED
+        return True
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         token = secrets.token_hex(16).encode("ascii")
         deadline = time.monotonic() + max(timeout, 0) if blocking and timeout is not None else None
         sleep = _FIRST_SLEEP
         while True:
+            if self._node.down_until and self._node.skipped():
+                return self._degraded(None)
             try:
                 taken = self._node.client().add(self._mapped, token, self._expire, noreply=False)
             except self.backend._errors as exc:
-                self._failed("acquiring", exc)
+                return self._degraded(exc)
             if taken:
                 with self._guard:
                     self._token = token
@@ -116,6 +142,8 @@ class MemcachedLock(Lock):
             token, self._token = self._token, None
         if token is None:
             raise RuntimeError(f"release of the unheld memcached lock {self.name!r}")
+        if token is _DEGRADED:
+            return
         try:
             client = self._node.client()
             holder, cas_id = client.gets(self._mapped)
@@ -123,7 +151,12 @@ class MemcachedLock(Lock):
                 client.delete(self._mapped, noreply=False)
                 return
         except self.backend._errors as exc:
-            self._failed("releasing", exc)
+            try:
+                self._failed("releasing", exc)
+            except BackendError:
+                if self.backend.strict or not self._node.down_until:
+                    raise
+                return  # the server went down while the lock was held: the lock went with it
         log.warning("the memcached lock %r expired before it was released (held longer than expire=%ss): another "
                     "holder may have run at the same time", self.name, self.expire)
 
