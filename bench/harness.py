@@ -325,6 +325,7 @@ def machine() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "os": f"{platform.system()} {platform.release()}",
+        "load average (1, 5, 15 min)": " ".join(f"{load:.2f}" for load in os.getloadavg()),
     }
 
 
