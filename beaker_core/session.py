@@ -21,13 +21,14 @@ from typing import Any
 from .cookie_session import CookieSession
 from .cookies import InvalidSignature, SignedCookie, cookie_values
 from .exceptions import ConfigurationError, SerializationError
-from .session_base import _BaseSession, _config_for, _time, log, new_session_id, valid_session_id
+from .session_base import _ID, _BaseSession, _config_for, _time, log, new_session_id, valid_session_id
 from .session_config import SessionConfig
 
 __all__ = ["Session", "CookieSession", "SessionObject", "SignedCookie", "InvalidSignature", "new_session_id",
            "valid_session_id", "lazy_session"]
 
 _REFRESH_MEMO_SIZE = 10000
+_id_match = _ID.fullmatch
 
 
 class Session(_BaseSession):
@@ -79,7 +80,9 @@ class Session(_BaseSession):
         for value in values:
             if signer is not None:
                 value = signer.unsign(value)
-            if valid_session_id(value):
+                if value is None:
+                    continue
+            if _id_match(value) is not None:
                 return value
         return None
 
@@ -213,9 +216,10 @@ class SessionObject:
     def _session(self) -> _BaseSession:
         session = self._sess
         if session is None:
-            request = {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False}
             config = self._config
-            session = (CookieSession if config.is_cookie else Session)(request, _config=config)
+            session = config.session_class(
+                {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False},
+                _config=config)
             _set_sess(self, session)
         return session
 

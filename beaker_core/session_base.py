@@ -16,7 +16,6 @@ from .session_config import SessionConfig, session_options
 log = logging.getLogger(__name__)
 _ID = re.compile(r"[A-Za-z0-9_-]{22,128}")
 _time = time.time
-_REFRESH_MEMO_SIZE = 10000
 
 
 def new_session_id() -> str:

@@ -202,6 +202,15 @@ class SessionConfig:
             #: session id -> when this process last refreshed its idle timeout (bounded; see Session._refresh)
             self.refreshed: dict[str, float] = {}
 
+    @property
+    def session_class(self) -> type:
+        """The class of this configuration's sessions: Session, or CookieSession for ``type = cookie``."""
+        cls = self.__dict__.get("_session_class")
+        if cls is None:
+            from .session import CookieSession, Session
+            cls = self.__dict__["_session_class"] = CookieSession if self.is_cookie else Session
+        return cls
+
     def _serializer(self, value: Any) -> Any:
         if value is None:
             value = "json"

@@ -152,6 +152,13 @@ class ObjectStore(BlobStore):
         with self.config.lock(session_id):
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
 
+    def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None, held_lock: Any = None) -> bool:
+        if held_lock is not None:
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+        with self.config.lock(session_id):  # an in-process lock: the data lives in this process
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+
     def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
                ttl: float | None) -> bool:
         stored = self.backend.get(key)
