@@ -288,6 +288,8 @@ class SessionObject:
 
     def get_by_id(self, id: str) -> Session | None:
         """The stored session with this id, or None (it is not tied to this request's cookie)."""
+        if not valid_session_id(id):
+            return None
         session = Session({}, id=id, use_cookies=False, _config=self._config)
         return None if session.is_new else session
 

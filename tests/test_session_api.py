@@ -246,6 +246,7 @@ def test_get_by_id_and_get_session(registry):
     found = environ["beaker.session"].get_by_id(session_id)
     assert found["user"] == "ada"
     assert environ["beaker.session"].get_by_id(new_session_id()) is None
+    assert environ["beaker.session"].get_by_id("../../etc/passwd") is None
     detached = environ["beaker.get_session"]()
     assert isinstance(detached, Session) and detached.is_new and not detached.use_cookies
 
