@@ -45,7 +45,7 @@ class TestDBMBackend(StaysInsideDataDir, BackendConformance):
         return {"data_dir": str(tmp_path / "data")}
 
 
-# -- Beaker parity: behaviour of Beaker 1.14.1 that the caching API does not reproduce (yet) ------------------------
+# -- Beaker parity: behaviour of Beaker 1.14.1 the caching API keeps ------------------------------------------------
 
 @pytest.fixture(params=["memory", "file"])
 def beaker_cache(request, tmp_path):
