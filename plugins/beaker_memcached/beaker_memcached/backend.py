@@ -74,6 +74,7 @@ class MemcachedBackend(Backend):
     preferred_lock = "memcached"
     shared = True
     atomic_records = True
+    atomic_update = True
 
     def __init__(self, url: Any = None, *, prefix: Any = "", max_item_size: Any = DEFAULT_MAX_ITEM_SIZE,
                  strict: Any = False, connect_timeout: Any = 2.0, timeout: Any = 2.0, dead_retry: Any = 1.0,
@@ -284,6 +285,31 @@ class MemcachedBackend(Backend):
             except self._errors as exc:
                 self._raise_failure(node, "incrementing", exc)
         raise BackendError(f"{self.describe()}: the counter {key!r} kept changing; gave up")
+
+    def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
+        """Read, change and write ``key`` with ``gets``/``cas`` (``add`` when it is absent), retried when another
+        client changed it in between; ``change(current)`` returns the new value, or None to leave the key alone.
+        A failing server is an error naming it."""
+        mapped, node = self._locate(key)
+        expire = self._expire(ttl)
+        for _ in range(records.MAX_ATTEMPTS):
+            try:
+                client = node.client()
+                current, token = client.gets(mapped)
+                new = change(current)
+                if new is None:
+                    return False
+                new = self._value(key, new)
+                if current is None:
+                    stored = client.add(mapped, new, expire, noreply=False)
+                else:
+                    stored = client.cas(mapped, new, token, expire, noreply=False)
+            except self._errors as exc:
+                self._raise_failure(node, "updating", exc)
+            if stored:
+                node.mark_up()
+                return True
+        raise BackendError(f"{self.describe()}: the value under {key!r} kept changing; gave up")
 
     # -- session records -------------------------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ class RedisBackend(Backend):
     preferred_lock = "redis"
     shared = True
     atomic_records = True
+    atomic_update = True
     max_value_size = 512 * 1024 * 1024  # redis's proto-max-bulk-len default
     #: only a Redis Cluster is accepted (the ``rediscluster`` name)
     cluster_only = False
@@ -317,6 +318,31 @@ class RedisBackend(Backend):
         """Remove every key under the backend's prefix (the whole database when it has none), by SCAN and DEL;
         never ``FLUSHDB``."""
         return self.delete_prefix("")
+
+    def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
+        """Read, change and write ``key`` under ``WATCH``: ``change(current)`` returns the new value (or None to
+        leave the key alone) and is called again when another client changed the key in between."""
+        from redis.exceptions import WatchError
+
+        encoded = self._key(key)
+        px = None if ttl is None else _milliseconds(ttl)
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(encoded)
+                        new = change(pipe.get(encoded))
+                        if new is None:
+                            pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.set(encoded, new if type(new) is bytes else _as_bytes(new, key), px=px)
+                        pipe.execute()
+                        return True
+                    except WatchError:
+                        continue
+        except self._errors as exc:
+            raise self._error("WATCH/MULTI/EXEC update", exc) from exc
 
     # -- records (sessions): a hash per record, changed by one Lua script ------------------------------------------
 
