@@ -443,8 +443,9 @@ def _start_or_fail(service: str, start, *args: Any, **kwargs: Any):
     try:
         return start(*args, **kwargs)
     except ServerUnavailable as exc:
-        pytest.fail(f"cannot start {service} for the tests: {exc} "
-                    f"(set {_ABSENT_ENV[service]}=1 to skip the tests that need it)", pytrace=False)
+        reason = str(exc)
+    pytest.fail(f"cannot start {service} for the tests: {reason} "
+                f"(set {_ABSENT_ENV[service]}=1 to skip the tests that need it)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
