@@ -9,7 +9,10 @@ beaker-core stored (envelope header and JSON), so both sides move the same numbe
 
 Round trips of a session request are counted by wrapping redis-py's ``send_packed_command`` (one call per command
 or per pipeline, i.e. per round trip) for a few requests outside the timed loops, and cross-checked with the
-server's ``INFO commandstats``.
+server's ``INFO commandstats`` (which also counts the commands a Lua script runs inside the server).
+
+Rows named ``step ...`` carry no target: they take beaker-core's work apart (the raw client sending what beaker-core
+sends, the backend plugin's calls alone, the session layer on the memory backend) to show where the time goes.
 """
 from __future__ import annotations
 
@@ -187,10 +190,16 @@ def redis_session_scenario(url: str, raw) -> Scenario:
     old_options = {"session.type": "ext:redis", "session.url": url, "session.data_serializer": "json"}
     make_core = lambda: SessionMiddleware(counter_with_save, core_options)  # noqa: E731
     make_old = lambda: BeakerSessionMiddleware(counter_with_save, old_options)  # noqa: E731
-    core_client = Client(make_core())
+    core_app = make_core()
+    core_backend = core_app.session_config.backend
+    core_client = Client(core_app)
     core_client.request()
     old_client = Client(make_old())
     old_client.request()
+    # the same request on the memory backend: what the middleware and session cost without any network
+    make_memory = lambda: SessionMiddleware(counter_with_save, {"session.type": "memory"})  # noqa: E731
+    memory_client = Client(make_memory())
+    memory_client.request()
 
     # the raw baseline moves as many bytes as the stored session record
     session_keys = [key for key in raw.scan_iter(match=b"*") if b"session" in key.lower() and b"beaker_cache" not in key
@@ -220,6 +229,9 @@ def redis_session_scenario(url: str, raw) -> Scenario:
                   {"get": raw.get, "set": raw.set, "KEY": "raw:session", "RECORD": record}),
         Contender(BEAKER, "counter + save() (ext:redis)", "request()", {"request": old_client.request},
                   check=counting_check(make_old)),
+        Contender("step: beaker-core, memory backend", "counter + save()", "request()",
+                  {"request": memory_client.request}, check=counting_check(make_memory)),
+        *record_steps(core_backend, raw),
     ], [Target("within_ratio", RAW_REDIS, 1.15)],
         note=f"the raw GET + SET moves a {record_size}-byte value, the size of beaker-core's stored record",
         bounds=[Bound("round trips per request", core_trips, 2, f"server commands per request: {core_commands}")],
@@ -227,6 +239,23 @@ def redis_session_scenario(url: str, raw) -> Scenario:
                                                             f"Beaker {old_trips:g} ({old_commands})"},
         )
     return scenario
+
+
+def record_steps(backend, raw) -> list[Contender]:
+    """The backend calls of a modified session without the session layer: ``get_record`` then ``merge_record`` of
+    the same fields (on a copy of the session's record, under a key of its own)."""
+    if not getattr(backend, "atomic_records", False):
+        return []
+    hashes = [key for key in raw.scan_iter() if raw.type(key) == b"hash" and not key.startswith(b"bench-")]
+    if len(hashes) != 1:
+        print(f"   (no record step: {len(hashes)} hashes in redis)")
+        return []
+    prefix = getattr(backend, "_prefix_bytes", b"")
+    fields = backend.get_record(hashes[0][len(prefix):].decode())
+    backend.merge_record("bench-record", fields, (), None, create=True)
+    return [Contender("step: backend plugin", "get_record + merge_record", "get('bench-record'); "
+                      "merge('bench-record', FIELDS, (), None, create=False)",
+                      {"get": backend.get_record, "merge": backend.merge_record, "FIELDS": fields})]
 
 
 # -- memcached -----------------------------------------------------------------------------------------------------
