@@ -133,12 +133,31 @@ def counter_scenario(kind: str, where: str, root: str) -> Scenario:
     }
     core, old = core_options[kind], beaker_options[kind]
     title = f"session counter, {kind}" + (f" ({where})" if where else "")
-    return Scenario(title, [
+    contenders = [
         counter_contender(SUBJECT, "counter + save()", lambda: SessionMiddleware(counter_with_save, core)),
         counter_contender(BEAKER, "counter + save()", lambda: BeakerSessionMiddleware(counter_with_save, old)),
         counter_contender(f"{SUBJECT} (no save call)", "counter",
                           lambda: SessionMiddleware(counter_without_save, core)),
-    ], [Target("faster", BEAKER, 3)], note=notes[kind])
+    ]
+    if kind == "file":
+        contenders.append(backend_step(SessionMiddleware(counter_with_save, core)))
+    return Scenario(title, contenders, [Target("faster", BEAKER, 3)], note=notes[kind])
+
+
+def backend_step(app: SessionMiddleware) -> Contender:
+    """No target: the backend alone reading and writing a record of the same size (one ``get`` and one ``set``,
+    the least a modified server-side session needs), to tell the backend's cost from the session layer's."""
+    from beaker_core.session_store import KEY_PREFIX
+
+    client = Client(app)
+    client.request()
+    backend = app.session_config.backend
+    record = backend.get(KEY_PREFIX + client.cookie.split("=", 1)[1])
+    if record is None:
+        raise SystemExit("the session record was not found under the key its cookie names")
+    backend.set("bench-record", record)
+    return Contender("step: file backend", "get + set of the record", "get('bench-record'); set('bench-record', RECORD)",
+                     {"get": backend.get, "set": backend.set, "RECORD": record})
 
 
 def untouched_scenario() -> Scenario:
