@@ -308,3 +308,40 @@ def test_forked_child_does_not_share_the_parents_socket(memcached_server, prefix
     assert outcome.get(timeout=60) == "ok"
     child.join(10)
     backend.close()
+
+
+# -- sessions --------------------------------------------------------------------------------------------------------
+
+def _session_app(url):
+    from beaker_core.middleware import SessionMiddleware
+    from beaker_core.testing.sessions import WSGIClient, session_app
+    app = SessionMiddleware(session_app, {"session.type": "memcached", "session.url": url,
+                                          "session.timeout": "30"}, registry=Registry())
+    return app, WSGIClient(app)
+
+
+def test_session_record_has_the_session_timeout_as_its_ttl(server):
+    from beaker_core.session_store import KEY_PREFIX
+    from beaker_core.testing.servers import memcached_command
+    app, client = _session_app(server.url)
+    assert [client.json("/incr") for _ in range(3)] == [1, 2, 3]
+    mapped = map_key("", KEY_PREFIX + client.json("/id"))
+    reply = memcached_command(server.port, f"mg {mapped} t")  # meta get: the item's remaining TTL
+    assert reply.startswith("HD t"), reply
+    assert 0 < int(reply.split("t", 1)[1]) <= 30
+
+
+def test_modified_session_round_trips(server_factory):
+    server = server_factory.memcached()
+    app, client = _session_app(server.url)
+    client.json("/incr")
+
+    def counted(path):
+        before = server.stats()
+        client.json(path)
+        after = server.stats()
+        return {name: int(after[name]) - int(before[name]) for name in ("cmd_get", "cmd_set", "cmd_touch")}
+
+    assert counted("/incr") == {"cmd_get": 2, "cmd_set": 1, "cmd_touch": 0}  # get; gets + cas
+    assert counted("/noop") == {"cmd_get": 0, "cmd_set": 0, "cmd_touch": 0}
+    assert client.json("/get") == {"counter": 2}
