@@ -121,12 +121,12 @@ class Scenario:
 class Session:
     """One benchmark run: options, the scenarios measured so far, and their report."""
 
-    def __init__(self, name: str, description: str):
+    def __init__(self, name: str, description: str, *, repeats: int = 7, min_time: float = 0.2):
         parser = argparse.ArgumentParser(prog=f"bench/{name}.py", description=description)
-        parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", 7)),
-                            help="timed rounds per contender (default 7, env BENCH_REPEATS)")
-        parser.add_argument("--min-time", type=float, default=float(os.environ.get("BENCH_MIN_TIME", 0.2)),
-                            help="seconds one timed loop should last (default 0.2, env BENCH_MIN_TIME)")
+        parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", repeats)),
+                            help=f"timed rounds per contender (default {repeats}, env BENCH_REPEATS)")
+        parser.add_argument("--min-time", type=float, default=float(os.environ.get("BENCH_MIN_TIME", min_time)),
+                            help=f"seconds one timed loop should last (default {min_time}, env BENCH_MIN_TIME)")
         parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                             help="run only the scenarios whose title contains this text")
         parser.add_argument("--json", dest="json_path", default=os.environ.get("BENCH_JSON"),
