@@ -30,6 +30,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from .exceptions import BeakerError, ConfigurationError, SerializationError
+from .backends.memory import MemoryBackend
 from .registry import Registry, default_registry
 from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, func_namespace, \
     parse_cache_config_options, sha1
@@ -110,6 +111,11 @@ class Cache:
         # a length prefix keeps ("a:b", "c") and ("a", "b:c") apart
         self._prefix = f"beaker:{len(namespace)}:{namespace}:"
         self._generation_key = f"beaker-generation:{len(namespace)}:{namespace}"
+        # a process-local object store answers a hit with one dict lookup; shared stores read value and
+        # generation in one round trip in _recreate, which a separate hit check would only repeat
+        self._direct = self._stores_objects and not self._uses_generations
+        if self._direct:
+            self._lookup = self._direct_lookup()
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -146,15 +152,57 @@ class Cache:
             return False
         return self.starttime is None or created >= self.starttime
 
+    def _direct_lookup(self) -> Callable[[Any], Any]:
+        """``_lookup`` for a process-local backend that keeps objects (memory): no generation, no decoding.
+
+        A closure over what it needs, because this is every hit's whole cost.
+        """
+        backend = self.backend
+        prefix = self._prefix
+        starttime = self.starttime
+        now = time.time
+        def fresh(entry: tuple) -> Any:
+            value, created, expire, _ = entry
+            if expire and now() >= created + expire:
+                return _MISS
+            if starttime is not None and created < starttime:
+                return _MISS
+            return value
+
+        if type(backend) is MemoryBackend and not backend.max_entries:
+            # The core's own memory backend, unbounded: read its dict directly. Its deadline (expire plus the
+            # stale period) is never earlier than the expiry checked here, so skipping that check changes nothing.
+            data_get = backend._data.get
+
+            def lookup(key: Any) -> Any:
+                if type(key) is not str:
+                    key = _key_string(key)
+                item = data_get(prefix + key)
+                if item is None:
+                    return _MISS
+                value, created, expire, _ = item[0]
+                if expire and now() >= created + expire:
+                    return _MISS
+                if starttime is not None and created < starttime:
+                    return _MISS
+                return value
+        else:
+            backend_get = backend.get
+
+            def lookup(key: Any) -> Any:
+                if type(key) is not str:
+                    key = _key_string(key)
+                entry = backend_get(prefix + key)
+                return _MISS if entry is None else fresh(entry)
+
+        return lookup
+
     def _lookup(self, key: Any, _now=time.time) -> Any:
         """The fresh value under ``key`` or ``_MISS``: the hot path of every hit, kept flat on purpose."""
         if type(key) is not str:
             key = _key_string(key)
         try:
-            if self._uses_generations or not self._stores_objects:
-                entry, generation = self._read(key)
-            else:
-                entry, generation = self.backend.get(self._prefix + key), 0
+            entry, generation = self._read(key)
         except Exception as exc:
             if not self.fail_open:
                 raise
@@ -287,7 +335,7 @@ class Cache:
         return self._lock_class(f"beaker-cache:{self._prefix}{key}", backend=self.backend,
                                 expire=self.lock_expire, timeout=self.lock_timeout, **self._lock_options)
 
-    def get_or_create(self, key: Any, creator: Callable[[], Any], expire: Any = None, _now=time.time) -> Any:
+    def get_or_create(self, key: Any, creator: Callable[[], Any], expire: Any = None) -> Any:
         """The value under ``key``, running ``creator`` once (across threads and processes) when it is missing.
 
         While one caller recreates an expired value, other callers get the expired value rather than wait.
@@ -295,6 +343,14 @@ class Cache:
         """
         if not self.enabled:
             return creator()
+        if self._direct:
+            value = self._lookup(key)
+            if value is not _MISS:
+                return value
+        return self._recreate(key, creator, expire)
+
+    def _recreate(self, key: Any, creator: Callable[[], Any], expire: Any, _now=time.time) -> Any:
+        """The miss path of :meth:`get_or_create`: take the key's lock, or serve the stale value."""
         if type(key) is not str:
             key = _key_string(key)
         if expire is None:
@@ -302,10 +358,7 @@ class Cache:
         else:
             expire = coerce_expire("expiretime", expire)
         try:
-            if self._uses_generations or not self._stores_objects:
-                entry, generation = self._read(key)
-            else:
-                entry, generation = self.backend.get(self._prefix + key), 0
+            entry, generation = self._read(key)
         except Exception as exc:
             if not self.fail_open:
                 raise
@@ -575,13 +628,27 @@ def _decorator(deco_args: tuple, *, manager: CacheManager | None, options: Mappi
                 resolved[0] = manager.get_cache(spec.namespace, **spec.options)
             return resolved[0]
 
+        # calls passing exactly the positional parameters build their key inline (the same key spec.key builds)
+        fast_count = spec.positional_count if spec.simple and not (spec.skip_self or spec.by_class) else -1
+        leading_parts = spec.deco_args
+        namespace_length = len(spec.namespace)
+
         @functools.wraps(func)
         def cached(*args: Any, **kwargs: Any) -> Any:
             cache = resolved[0] or resolve()
             if cache is None or not cache.enabled:
                 return func(*args, **kwargs)
-            key = spec.key(args, kwargs, resolved[1])
-            return cache.get_or_create(key, lambda: func(*args, **kwargs))
+            if len(args) == fast_count and not kwargs:
+                key = " ".join((*leading_parts, *map(str, args)))
+                if len(key) + namespace_length > resolved[1]:
+                    key = sha1(key)
+            else:
+                key = spec.key(args, kwargs, resolved[1])
+            if cache._direct:
+                value = cache._lookup(key)
+                if value is not _MISS:
+                    return value
+            return cache._recreate(key, lambda: func(*args, **kwargs), None)
 
         cached._beaker_spec = spec
         cached._arg_namespace = spec.namespace

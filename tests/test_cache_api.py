@@ -477,18 +477,18 @@ def test_long_keys_are_hashed_to_key_length(tmp_path):
     def echo(text):
         return text
 
-    original_get_or_create = Cache.get_or_create
+    original_recreate = Cache._recreate
 
     def spy(self, key, creator, expire=None):
         seen.append(key)
-        return original_get_or_create(self, key, creator, expire)
+        return original_recreate(self, key, creator, expire)
 
-    Cache.get_or_create = spy
+    Cache._recreate = spy
     try:
         assert echo("x" * 500) == "x" * 500
         assert echo("short") == "short"
     finally:
-        Cache.get_or_create = original_get_or_create
+        Cache._recreate = original_recreate
     assert len(seen[0]) == 40 and seen[0] != "x" * 500  # sha1 hex digest
     assert seen[1] == "short"
     assert cm.regions["long_term"]["key_length"] == 150
