@@ -138,7 +138,7 @@ class Cache:
             version, created, expire, generation = _HEADER.unpack_from(raw)
             if version != _ENVELOPE_VERSION:
                 raise ValueError(f"unknown envelope version {version}")
-            value = self._serializer.loads(memoryview(raw)[_HEADER.size:].tobytes())
+            value = self._serializer.loads(raw[_HEADER.size:])
         except (struct.error, ValueError, SerializationError) as exc:
             log.warning("unreadable cache entry %r in namespace %r (%s): treated as a miss", key, self.namespace, exc)
             return None

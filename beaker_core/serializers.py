@@ -126,6 +126,9 @@ class JSONSerializer(Serializer):
     name = "json"
     _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
     _decode = json.JSONDecoder(object_hook=_object_hook).decode
+    # Most stored values hold no tagged object; decoding those without the Python-level object hook is about
+    # twice as fast. The tag's name in the text is what sends a document through the hook.
+    _decode_plain = json.JSONDecoder().decode
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -136,8 +139,15 @@ class JSONSerializer(Serializer):
 
     def loads(self, data: bytes) -> Any:
         try:
-            return self._decode(bytes(data).decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview))
-                                else data)
+            if isinstance(data, bytes):
+                text = data.decode("utf-8")
+            elif isinstance(data, (bytearray, memoryview)):
+                text = bytes(data).decode("utf-8")
+            else:
+                text = data
+            if TAG in text:
+                return self._decode(text)
+            return self._decode_plain(text)
         except SerializationError:
             raise
         # ArithmeticError: a corrupt tagged Decimal or timedelta; RecursionError: absurdly nested input
