@@ -40,6 +40,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any, Iterator
 
@@ -415,6 +416,47 @@ def start_redis_cluster(masters: int = 3) -> RedisClusterProcess:
         raise
 
 
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers: a hung server, for timeout tests.
+
+    ``with SilentServer() as silent: ... silent.address`` (``127.0.0.1:PORT``).
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.address = f"{HOST}:{self.port}"
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._accepted.append(connection)  # kept open, never read from nor written to
+
+    def close(self) -> None:
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        for connection in self._accepted:
+            connection.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> "SilentServer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
 # -- external servers --------------------------------------------------------------------------------------------
 
 class ExternalServer:
@@ -514,7 +556,7 @@ def server_factory() -> Iterator[ServerFactory]:
 
 
 __all__ = [
-    "ServerUnavailable", "RedisServer", "MemcachedServer", "RedisClusterProcess", "ExternalServer",
+    "ServerUnavailable", "RedisServer", "MemcachedServer", "RedisClusterProcess", "ExternalServer", "SilentServer",
     "ServerFactory", "find_binary", "free_port", "redis_command", "memcached_command",
     "start_redis", "start_memcached", "start_redis_cluster",
     "redis_server", "redis_cluster", "memcached_server", "server_factory",

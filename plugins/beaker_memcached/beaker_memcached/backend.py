@@ -86,12 +86,12 @@ class MemcachedBackend(Backend):
         self.max_value_size = self.max_item_size - ITEM_OVERHEAD
         self.strict = coerce_bool(f"{owner} option strict", strict)
         self.dead_retry = _seconds(owner, "dead_retry", dead_retry)
+        self.timeout = _seconds(owner, "timeout", timeout, positive=True)
         client_options = {
             "connect_timeout": _seconds(owner, "connect_timeout", connect_timeout, positive=True),
-            "timeout": _seconds(owner, "timeout", timeout, positive=True),
             "no_delay": True, "default_noreply": False, "allow_unicode_keys": False,
         }
-        self._ring = Ring([Node(address, client_options) for address in self.servers])
+        self._ring = Ring([Node(address, client_options, self.timeout) for address in self.servers])
         self._errors = _memcache_errors()  # evaluated only when an exception is raised: free on success
 
     # -- plumbing --------------------------------------------------------------------------------------------------
@@ -135,8 +135,12 @@ class MemcachedBackend(Backend):
             node.mark_down(exc, self.dead_retry)
             if was_up:
                 log.warning("memcached server %s is down (%s)", node.address, node.last_error)
+        if isinstance(exc, (BlockingIOError, TimeoutError)):
+            detail = f"no reply within {self.timeout} seconds"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
         raise BackendError(f"memcached server {node.address} failed while {operation} ({self.describe()}): "
-                           f"{type(exc).__name__}: {exc}") from exc
+                           f"{detail}") from exc
 
     def _degrade(self, node: Node, operation: str, exc: BaseException | None, default: Any) -> Any:
         """A cache read or write to a failing server: a miss or a dropped write, unless ``strict``. Errors that

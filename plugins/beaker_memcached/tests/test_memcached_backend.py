@@ -345,3 +345,32 @@ def test_modified_session_round_trips(server_factory):
     assert counted("/incr") == {"cmd_get": 2, "cmd_set": 1, "cmd_touch": 0}  # get; gets + cas
     assert counted("/noop") == {"cmd_get": 0, "cmd_set": 0, "cmd_touch": 0}
     assert client.json("/get") == {"counter": 2}
+
+
+# -- timeouts --------------------------------------------------------------------------------------------------------
+
+def test_a_server_that_stops_answering_times_out():
+    from beaker_core.testing.servers import SilentServer
+    with SilentServer() as silent:
+        degrading = MemcachedBackend(url=silent.address, timeout=0.3, dead_retry=60)
+        strict = MemcachedBackend(url=silent.address, timeout=0.3, strict=True)
+        started = time.monotonic()
+        assert degrading.get("k") is None
+        degrading.set("k", b"v")  # skipped: the server is marked down
+        with pytest.raises(BackendError, match=f"memcached server {silent.address} .* no reply within 0.3 seconds"):
+            strict.get("k")
+        with pytest.raises(BackendError, match="no reply within 0.3 seconds"):
+            degrading.delete("k")
+        assert time.monotonic() - started < 10  # bounded, not hanging
+
+
+def test_reply_timeouts_are_kernel_socket_options(memcached_server):
+    import socket
+    import struct
+    backend = MemcachedBackend(url=memcached_server.url, timeout=2.5)
+    backend.get("warm-up")
+    sock = backend._ring.single.client().sock
+    assert sock.gettimeout() is None  # no Python timeout: no poll() before each read
+    seconds, microseconds = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    assert seconds + microseconds / 1e6 == pytest.approx(2.5, abs=0.01)
+    backend.close()

@@ -14,26 +14,32 @@ from beaker_core.backends import Backend, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
 from .connection import (Target, client_options, describe_client, freeze, is_cluster_url, parse_cluster_url,
-                         parse_single_url, scrub, shared_clients)
+                         parse_single_url, scrub, shared_clients, use_kernel_timeouts)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
-# ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete
+# ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete.
+# HDEL and HSET take many fields per call; Lua's unpack has a stack limit, hence chunks of 2000 arguments (an even
+# number, so that name/value pairs stay together).
 _MERGE_RECORD = """
 local key = KEYS[1]
 if ARGV[1] == '0' and redis.call('exists', key) == 0 then
     return 0
 end
-local sets = tonumber(ARGV[3])
-local first_delete = 4 + 2 * sets
-for index = first_delete, #ARGV do
-    redis.call('hdel', key, ARGV[index])
+local first_delete = 4 + 2 * tonumber(ARGV[3])
+local first = first_delete
+while first <= #ARGV do
+    local stop = math.min(first + 1999, #ARGV)
+    redis.call('hdel', key, unpack(ARGV, first, stop))
+    first = stop + 1
 end
-for index = 4, first_delete - 1, 2 do
-    redis.call('hset', key, ARGV[index], ARGV[index + 1])
+first = 4
+while first < first_delete do
+    local stop = math.min(first + 1999, first_delete - 1)
+    redis.call('hset', key, unpack(ARGV, first, stop))
+    first = stop + 1
 end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-    redis.call('pexpire', key, ttl)
+if ARGV[2] ~= '0' then
+    redis.call('pexpire', key, ARGV[2])
 else
     redis.call('persist', key)
 end
@@ -166,6 +172,7 @@ class RedisBackend(Backend):
         if not target.cluster:
             # explicit options override the URL, which overrides the default timeouts
             merged = {**DEFAULT_TIMEOUTS, **parse_url(target.url), **options}
+            use_kernel_timeouts(merged)
             try:
                 return redis.Redis(connection_pool=redis.ConnectionPool(**merged))
             except (TypeError, ValueError) as exc:
@@ -173,6 +180,7 @@ class RedisBackend(Backend):
                                          f"{scrub(str(exc), target.password)}") from None
         from redis.cluster import ClusterNode, RedisCluster
 
+        # redis-py builds the nodes' clients itself, without a connection class option: Python socket timeouts here
         options = {**DEFAULT_TIMEOUTS, **target.node_options, **options}
         nodes = [ClusterNode(host, port) for host, port in target.nodes]
         try:
@@ -184,8 +192,10 @@ class RedisBackend(Backend):
 
     def _error_at(self, target: Target, operation: str, exc: BaseException) -> BackendError:
         password = self._password or target.password
-        return BackendError(f"{self.name} backend at {target.display}: {operation} failed: "
-                            f"{scrub(f'{type(exc).__name__}: {exc}', password)}")
+        detail = scrub(f"{type(exc).__name__}: {exc}", password)
+        if isinstance(exc.__context__, BlockingIOError):  # a kernel reply timeout (see connection.py)
+            detail = f"no reply in time ({detail})"
+        return BackendError(f"{self.name} backend at {target.display}: {operation} failed: {detail}")
 
     def _error(self, operation: str, exc: BaseException) -> BackendError:
         return self._error_at(self.target, operation, exc)

@@ -5,6 +5,9 @@ coming from redis-py are scrubbed of the password as well, in case a library mes
 """
 from __future__ import annotations
 
+import socket
+import struct
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,6 +207,55 @@ def client_options(owner: str, *, socket_timeout: Any, socket_connect_timeout: A
                                      f"for redis-py")
         options.update(connection_options)
     return options
+
+
+# -- reply timeouts ---------------------------------------------------------------------------------------------
+
+def set_io_timeout(sock: socket.socket, seconds: float) -> bool:
+    """Make reads and writes on the blocking socket ``sock`` fail after ``seconds`` (an OSError with EAGAIN);
+    False where the platform does not support it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    whole = int(seconds)
+    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:
+        return False
+    return True
+
+
+_timeout_classes: dict[Any, Any] = {}
+
+
+def use_kernel_timeouts(kwargs: dict[str, Any]) -> None:
+    """Move ``socket_timeout`` into the kernel for plain TCP and unix connections (in place).
+
+    A Python socket timeout polls the socket before every read: one more system call on every command.
+    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a blocking socket protect against a server that stops answering just the
+    same, for free. TLS connections and cluster nodes keep the Python timeout.
+    """
+    from redis.connection import Connection, UnixDomainSocketConnection
+
+    timeout = kwargs.get("socket_timeout")
+    base = kwargs.get("connection_class", Connection)
+    if not timeout or kwargs.get("ssl") or base not in (Connection, UnixDomainSocketConnection) \
+            or not sys.platform.startswith("linux"):
+        return
+    key = (base, timeout)
+    connection_class = _timeout_classes.get(key)
+    if connection_class is None:
+        def _connect(self):
+            sock = base._connect(self)
+            if not set_io_timeout(sock, timeout):
+                sock.settimeout(timeout)
+            return sock
+        connection_class = _timeout_classes[key] = type(f"KernelTimeout{base.__name__}", (base,),
+                                                        {"_connect": _connect, "io_timeout": timeout})
+    kwargs["connection_class"] = connection_class
+    kwargs["socket_timeout"] = None
+    kwargs.setdefault("socket_connect_timeout", timeout)
 
 
 # -- shared clients ----------------------------------------------------------------------------------------------

@@ -425,3 +425,32 @@ def test_modified_session_costs_two_commands_and_an_untouched_one_none(server_fa
     assert sent_by_clients(server.url, lambda: client.json("/incr")) == ["evalsha", "hgetall"]
     assert sent_by_clients(server.url, lambda: client.json("/noop")) == []
     assert client.json("/get") == {"counter": 3}
+
+
+# -- timeouts --------------------------------------------------------------------------------------------------------
+
+def test_a_server_that_stops_answering_times_out():
+    from beaker_core.testing.servers import SilentServer
+    with SilentServer() as silent:
+        backend = RedisBackend(url=f"redis://{silent.address}/0", socket_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=f"redis backend at redis://{silent.address}/0: GET failed: no reply"):
+            backend.get("k")
+        assert time.monotonic() - started < 10  # bounded, not hanging
+        backend.close()
+
+
+def test_reply_timeouts_are_kernel_socket_options(redis_server):
+    import socket
+    import struct
+    backend = RedisBackend(url=redis_server.url, socket_timeout=2.5)
+    backend.get("warm-up")
+    connection = backend.client.connection_pool.get_connection()
+    try:
+        sock = connection._sock
+        assert sock.gettimeout() is None  # no Python timeout: no poll() before each read
+        seconds, microseconds = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        assert seconds + microseconds / 1e6 == pytest.approx(2.5, abs=0.01)
+    finally:
+        backend.client.connection_pool.release(connection)
+    backend.close()
