@@ -49,6 +49,10 @@ class ThreadRecordingFile(FileBackend):
         self._note("touch")
         return super().touch(key, ttl)
 
+    def update(self, key, change, ttl=None):
+        self._note("update")
+        return super().update(key, change, ttl)
+
     def delete(self, key):
         self._note("delete")
         return super().delete(key)
@@ -135,7 +139,7 @@ def test_backend_calls_run_off_the_event_loop(tmp_path, recording_registry):
         assert [client.get("/incr").json() for _ in range(3)] == [1, 2, 3]
         assert client.get("/read").json() == {"counter": 3}
     backend = recording_registry.open_backend("recording-file", data_dir=str(tmp_path))
-    assert backend.calls["get"] >= 3 and backend.calls["set"] == 3
+    assert backend.calls["get"] >= 3 and backend.calls["set"] == 1 and backend.calls["update"] == 2
     assert loop_threads and backend.threads and not (backend.threads & loop_threads)
 
 

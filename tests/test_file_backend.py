@@ -1,20 +1,32 @@
 """What is special to the ``file`` backend: layout, odd keys, corrupt files, cleanup, processes, errors, options."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
+import zlib
 
 import pytest
 
-from beaker_core.backends.file import FileBackend, decode_entry, encode_entry
+from beaker_core.backends.file import FileBackend, _entry, decode_file, encode_slot, read_heads
 from beaker_core.exceptions import BackendError, ConfigurationError
+from beaker_core.locks import Lock
+from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
+from beaker_core.testing.sessions import WSGIClient, session_app
 
 ODD_KEYS = ["../../etc/passwd", "a/b", "/abs/path", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑",
             ".", "..", "", " ", "line\nbreak", "back\\slash", "\udcff lone surrogate"]
+FILE_HEADER = 16  # b"BKF2", slot size, checksum
+SLOT_HEADER = 37  # two checksums, sequence, flags, deadline, key length, value length
 
 
 @pytest.fixture
@@ -150,39 +162,262 @@ def test_odd_keys_stay_inside_data_dir(tmp_path):
     assert data_files(root) == []
 
 
+def file_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def slots_of(path):
+    """``(slot size, [(sequence, key, value) or None, ...])`` of a data file: None for a damaged slot header, key
+    and value None for a slot that is unused or not whole."""
+    data, size, heads = read_heads(file_bytes(path))
+
+    def plain(head):
+        if head is None:
+            return None
+        entry = _entry(data, None, size, head)
+        return (head[2],) + ((None, None) if entry is None else entry[:2])
+    return size, [plain(head) for head in heads]
+
+
+def slot_offset(index, size=512):
+    return FILE_HEADER + index * size
+
+
+def overwrite(path, offset, data):
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
 def test_file_format(backend):
     backend.set("key", b"value", ttl=100)
     (path,) = data_files(backend.data_dir)
-    with open(path, "rb") as handle:
-        raw_key, value, expires = decode_entry(handle.read())
+    raw = file_bytes(path)
+    assert raw[:4] == b"BKF2"
+    size, slots = slots_of(path)
+    assert size == 512 and len(raw) == FILE_HEADER + 2 * size
+    assert slots == [(1, b"key", b"value"), (0, None, None)]
+    raw_key, value, expires = decode_file(raw)
     assert (raw_key, value) == (b"key", b"value")
     assert time.time() + 99 < expires <= time.time() + 100
 
+    inode = os.stat(path).st_ino
+    backend.set("key", b"second")
+    assert slots_of(path) == (512, [(1, b"key", b"value"), (2, b"key", b"second")])
+    backend.set("key", b"third")
+    assert slots_of(path) == (512, [(3, b"key", b"third"), (2, b"key", b"second")])
+    assert backend.touch("key", 50) is True
+    assert slots_of(path) == (512, [(3, b"key", b"third"), (4, b"key", b"third")])
+    assert decode_file(file_bytes(path))[2] <= time.time() + 50
+    assert os.stat(path).st_ino == inode  # every update of the key was written in place
+    assert backend.get("key") == b"third"
 
-@pytest.mark.parametrize("damage", ["truncate", "empty", "flip_value", "bad_magic", "trailing", "nan_deadline"])
-def test_corrupt_file_is_a_miss_and_removed(backend, damage):
+
+def test_slot_grows_and_shrinks_with_the_value(backend):
+    backend.set("key", b"s")
+    path = backend._path("key")[1]
+    inode = os.stat(path).st_ino
+    backend.set("key", b"x" * 400)  # still fits the 512-byte slot
+    assert os.stat(path).st_ino == inode and backend.get("key") == b"x" * 400
+    backend.set("key", b"y" * 1000)
+    assert os.stat(path).st_ino != inode
+    assert slots_of(path) == (1792, [(1, b"key", b"y" * 1000), (0, None, None)])
+    assert backend.get("key") == b"y" * 1000
+    big, bigger = os.urandom(200_000), os.urandom(250_000)  # slots past the first read of a file
+    backend.set("key", big)
+    assert backend.get("key") == big
+    inode = os.stat(path).st_ino
+    backend.set("key", bigger)
+    assert os.stat(path).st_ino == inode and backend.get("key") == bigger
+    assert slots_of(path)[1][0][0] == 1 and slots_of(path)[1][1][0] == 2
+    backend.set("key", b"small")  # a quarter of the slot or less: a smaller file
+    assert os.stat(path).st_ino != inode and slots_of(path)[0] == 512
+    assert backend.get("key") == b"small"
+
+
+@pytest.mark.parametrize("damage", ["flip_value", "cut_off", "nan_deadline", "torn_write", "older_header"])
+def test_damaged_slot_reads_the_other_version_and_is_mended(backend, damage):
+    """A slot that does not validate without a writer holding the file is a crash's remnant."""
+    backend.set("key", b"version 1")
+    backend.set("key", b"version 2")
+    path = backend._path("key")[1]
+    expected = b"version 1"
+    if damage == "flip_value":
+        overwrite(path, slot_offset(1) + SLOT_HEADER + 3 + 4, b"X")
+    elif damage == "cut_off":
+        os.truncate(path, slot_offset(1) + 20)
+    elif damage == "nan_deadline":  # a checksum that matches, a deadline that is not a time
+        overwrite(path, slot_offset(1), encode_slot(2, b"key", b"version 2", float("nan")))
+    elif damage == "torn_write":  # a writer died in the middle of writing version 3 into the older slot
+        overwrite(path, slot_offset(0), encode_slot(3, b"key", b"version 3", None)[:40])
+        expected = b"version 2"
+    elif damage == "older_header":
+        overwrite(path, slot_offset(0) + 10, b"\xff")
+        expected = b"version 2"
+    inode = os.stat(path).st_ino
+    assert backend.get("key") == expected
+    slots = slots_of(path)[1]
+    assert max(slots)[1:] == (b"key", expected)
+    assert all(slot is not None and slot[1] == b"key" for slot in slots)  # mended: a whole copy in the other slot
+    assert os.stat(path).st_ino == inode
+    backend.set("key", b"version 4")
+    assert backend.get("key") == b"version 4"
+
+
+@pytest.mark.parametrize("damage", ["both_slots", "bad_magic", "header_checksum", "old_format", "empty",
+                                    "cut_in_first_slot"])
+def test_damaged_file_is_a_miss_and_removed(backend, damage):
     backend.set("key", b"some value")
+    backend.set("key", b"other value")
     (path,) = data_files(backend.data_dir)
     with open(path, "rb") as handle:
         data = bytearray(handle.read())
-    if damage == "truncate":
-        data = data[:-3]
-    elif damage == "empty":
-        data = b""
-    elif damage == "flip_value":
-        data[-1] ^= 0xFF
+    if damage == "both_slots":
+        data[slot_offset(0) + SLOT_HEADER] ^= 0xFF
+        data[slot_offset(1) + SLOT_HEADER] ^= 0xFF
     elif damage == "bad_magic":
         data[:4] = b"XXXX"
-    elif damage == "trailing":
-        data += b"junk"
-    elif damage == "nan_deadline":
-        data = encode_entry(b"key", b"some value", float("nan"))
+    elif damage == "header_checksum":
+        data[11] ^= 0x01  # the slot size, without its checksum
+    elif damage == "old_format":
+        body = b"keysome value"
+        data = struct.pack(">4sBdIQI", b"BKF1", 0, 0.0, 3, 10, zlib.crc32(body)) + body
+    elif damage == "empty":
+        data = b""
+    elif damage == "cut_in_first_slot":
+        data = data[:FILE_HEADER + 20]
     with open(path, "wb") as handle:
         handle.write(data)
     assert backend.get("key") is None
     assert not os.path.exists(path)
     backend.set("key", b"again")
     assert backend.get("key") == b"again"
+
+
+def test_reads_wait_for_a_writer_only_while_a_slot_does_not_validate(backend):
+    backend.set("key", b"version 1")
+    backend.set("key", b"version 2")
+    path = backend._path("key")[1]
+    results = []
+    reader = threading.Thread(target=lambda: results.append(backend.get("key")))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a writer holds while it writes
+        assert backend.get("key") == b"version 2"  # both slots whole: no lock taken
+        slot = encode_slot(3, b"key", b"version 3", None)
+        os.pwrite(fd, slot[:30], slot_offset(0))  # the write of version 3 has begun
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and results == []  # waiting for the writer's lock
+        os.pwrite(fd, slot, slot_offset(0))
+    finally:
+        os.close(fd)  # the write is complete: the lock goes
+    reader.join(10)
+    assert results == [b"version 3"]
+    assert slots_of(path)[1] == [(3, b"key", b"version 3"), (2, b"key", b"version 2")]
+
+
+def test_a_file_this_process_cannot_write_is_replaced(tmp_path):
+    """A data file written by another user with a mode that lets this one read it only (the directories being
+    writable by both): the new version goes to a new file, as rewriting in place is not allowed."""
+    root = tempfile.mkdtemp(prefix="beaker-core-mode-")
+    try:
+        os.chmod(root, 0o777)
+        backend = FileBackend(data_dir=os.path.join(root, "data"), file_mode=0o644)
+        backend.set("key", b"old")
+        path = backend._path("key")[1]
+        for directory in (backend.data_dir, os.path.dirname(os.path.dirname(path)), os.path.dirname(path)):
+            os.chmod(directory, 0o777)
+        os.chmod(path, 0o444)
+        code = """
+            from beaker_core.backends.file import FileBackend
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)  # root may write any file: act as another user
+            backend = FileBackend(data_dir=sys.argv[2])
+            backend.set("key", b"new")
+            print(backend.update("key", lambda current: current + b"er", None), backend.get("key").decode())
+        """
+        assert run_workers(tmp_path, code, [[backend.data_dir]]) == ["True newer"]
+        assert backend.get("key") == b"newer"
+    finally:
+        shutil.rmtree(root)
+
+
+# -- atomic update ----------------------------------------------------------------------------------------------------
+
+def test_update(backend):
+    assert backend.atomic_update is True
+    assert backend.update("k", lambda current: None) is False
+    assert backend.get("k") is None and data_files(backend.data_dir) == []
+    seen = []
+
+    def append(current):
+        seen.append(current)
+        return (current or b"") + b"+"
+    assert backend.update("k", append, 60) is True
+    path = backend._path("k")[1]
+    inode = os.stat(path).st_ino
+    assert backend.update("k", append, None) is True
+    assert seen == [None, b"+"] and backend.get("k") == b"++"
+    assert decode_file(file_bytes(path))[2] is None  # stored with the ttl given: none
+    assert os.stat(path).st_ino == inode
+    assert backend.update("k", lambda current: bytearray(current + b"!")) is True
+    assert backend.get("k") == b"++!"
+
+
+def test_update_errors_leave_the_value(backend):
+    backend.set("k", b"v")
+
+    def fail(current):
+        raise RuntimeError("the change failed")
+    with pytest.raises(RuntimeError, match="the change failed"):
+        backend.update("k", fail)
+    with pytest.raises(TypeError, match="stores bytes, not str"):
+        backend.update("k", lambda current: "text")
+    calls = []
+    for ttl in (0, -5, "10", True):
+        with pytest.raises(ConfigurationError, match="ttl"):
+            backend.update("k", lambda current: calls.append(current) or b"x", ttl)
+    assert calls == [] and backend.get("k") == b"v"
+
+
+def test_update_of_an_expired_key_gets_none(backend):
+    backend.set("k", b"old", ttl=0.2)
+    time.sleep(0.3)
+    seen = []
+    assert backend.update("k", lambda current: seen.append(current) or b"new", 0.2) is True
+    assert seen == [None] and backend.get("k") == b"new"
+    time.sleep(0.3)
+    assert backend.get("k") is None
+
+
+class RefusedLock(Lock):
+    kind = "refused"
+
+    def acquire(self, blocking=True, timeout=None):
+        raise AssertionError("file sessions should not need a lock")
+
+    def release(self):
+        pass
+
+
+def test_file_sessions_save_with_one_update_and_no_lock(tmp_path):
+    registry = Registry(load_entrypoints=False)
+    registry.register("lock", "refused", RefusedLock)
+    data_dir = tmp_path / "data"
+    app = SessionMiddleware(session_app, {"session.type": "file", "session.data_dir": str(data_dir),
+                                          "session.lock_type": "refused"}, registry=registry)
+    client = WSGIClient(app)
+    assert [client.request("/incr")[2] for _ in range(3)] == [b"1", b"2", b"3"]
+    (path,) = data_files(data_dir)
+    inode = os.stat(path).st_ino
+    assert client.request("/incr")[2] == b"4"
+    assert os.stat(path).st_ino == inode  # saved in place
+    assert app.session_config.atomic_update is True
+    assert sorted(os.listdir(data_dir)) == [os.path.relpath(path, data_dir)[:2]]  # no lock directory
+    registry.close()
 
 
 def test_another_keys_file_is_a_miss_and_kept(backend):
@@ -314,6 +549,67 @@ def test_readers_never_see_a_partial_value(tmp_path, backend):
     assert outputs[2:] == ["0", "0"]
 
 
+def test_concurrent_writes_of_varying_sizes_are_read_whole(tmp_path, backend):
+    """Writers replace one key with values of many sizes (in place, and in new files when a value outgrows or
+    shrinks its slot) while readers read it without pause: every value read was written in full."""
+    code = """
+        import hashlib, random
+        from beaker_core.backends.file import FileBackend
+        backend = FileBackend(data_dir=sys.argv[2])
+        role, stop = sys.argv[3], sys.argv[4]
+        SIZES = (0, 20, 300, 450, 1500, 5000, 70000, 140000)
+
+        def make(rng):  # mostly sizes that one slot of a 60000-byte value holds: written in place
+            size = rng.randrange(30000, 60000) if rng.random() < 0.6 else rng.choice(SIZES) + rng.randrange(64)
+            body = rng.randbytes(size)
+            return body + hashlib.sha256(body).digest()
+
+        def whole(value):
+            return value is not None and len(value) >= 32 and hashlib.sha256(value[:-32]).digest() == value[-32:]
+
+        if role == "write":
+            rng = random.Random(int(sys.argv[5]))
+            for n in range(250):
+                if n % 3:
+                    backend.set("shared", make(rng))
+                else:  # a torn value seen by a writer is stored as b"torn", which readers count
+                    backend.update("shared", lambda current: make(rng) if whole(current) else b"torn")
+            print("written")
+        else:
+            reads = bad = 0
+            while not os.path.exists(stop):
+                reads += 1
+                bad += not whole(backend.get("shared"))
+            print(reads, bad)
+    """
+    first = os.urandom(100)
+    backend.set("shared", first + hashlib.sha256(first).digest())
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    script = f"import os, sys, time\nwhile not os.path.exists({str(go)!r}):\n    time.sleep(0.002)\n"
+    script += textwrap.dedent(code)
+
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(go), backend.data_dir, "write", str(stop),
+                                 str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for seed in range(3)]
+    readers = [subprocess.Popen([sys.executable, "-c", script, str(go), backend.data_dir, "read", str(stop)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    go.write_text("go")
+    try:
+        for proc in writers:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0 and out.strip() == "written", err
+    finally:
+        stop.write_text("stop")
+    for proc in readers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        reads, bad = map(int, out.split())
+        assert reads > 0 and bad == 0
+    value = backend.get("shared")
+    assert hashlib.sha256(value[:-32]).digest() == value[-32:]
+    assert not [f for f in data_files(backend.data_dir) if ".tmp-" in f]
+
+
 # -- errors and options -----------------------------------------------------------------------------------------------
 
 def test_data_dir_under_a_regular_file_is_a_backend_error(tmp_path):
@@ -367,8 +663,9 @@ def test_options(tmp_path):
                           fsync="true")
     assert backend.lock_dir == str(tmp_path / "locks") and backend.fsync is True
     backend.set("k", b"v")
+    backend.set("k", b"v2")  # in place, flushed
     (path,) = data_files(backend.data_dir)
-    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert os.stat(path).st_mode & 0o777 == 0o640 and backend.get("k") == b"v2"
     assert FileBackend(data_dir=str(tmp_path / "e"), file_mode=0o600).file_mode == 0o600
     assert backend.describe() == f"file backend at {tmp_path / 'd'}"
     assert backend.preferred_lock == "file" and backend.shared is True
