@@ -13,8 +13,9 @@ from typing import Any, Iterable, Iterator
 from beaker_core.backends import Backend, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
-from .connection import (Target, client_options, describe_client, freeze, is_cluster_url, parse_cluster_url,
-                         parse_single_url, scrub, shared_clients, use_kernel_timeouts)
+from .cluster import connect_cluster, is_cluster_url, parse_cluster_url
+from .connection import (Target, client_options, describe_client, freeze, parse_single_url, scrub, shared_clients,
+                         use_kernel_timeouts)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
 # ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete.
@@ -178,13 +179,9 @@ class RedisBackend(Backend):
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"the {self.name} backend at {target.display}: "
                                          f"{scrub(str(exc), target.password)}") from None
-        from redis.cluster import ClusterNode, RedisCluster
-
         # redis-py builds the nodes' clients itself, without a connection class option: Python socket timeouts here
-        options = {**DEFAULT_TIMEOUTS, **target.node_options, **options}
-        nodes = [ClusterNode(host, port) for host, port in target.nodes]
         try:
-            return RedisCluster(startup_nodes=nodes, **options)
+            return connect_cluster(target, {**DEFAULT_TIMEOUTS, **options})
         except _redis_errors() as exc:
             raise self._error_at(target, "connection", exc) from exc
         except TypeError as exc:

@@ -11,7 +11,6 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from beaker_core.exceptions import ConfigurationError
 from beaker_core.util import coerce_bool, coerce_float, coerce_int
@@ -31,16 +30,6 @@ class Target:
     password: str | None = None
     nodes: list[tuple[str, int]] = field(default_factory=list)  # cluster startup nodes
     node_options: dict[str, Any] = field(default_factory=dict)  # cluster: username, password, ssl
-
-
-def is_cluster_url(url: Any) -> bool:
-    if not isinstance(url, str):
-        return False
-    stripped = url.strip()
-    if stripped.startswith(CLUSTER_SCHEMES):
-        return True
-    # Beaker's ext:rediscluster form: several node URLs separated by commas
-    return "," in stripped
 
 
 def _scheme_hint(url: str) -> str:
@@ -71,86 +60,6 @@ def parse_single_url(url: str, owner: str) -> Target:
             host = f"[{host}]"
         display = f"{scheme}://{user}{host}:{parts.get('port', DEFAULT_PORT)}/{db}"
     return Target(url=url, display=display, cluster=False, password=parts.get("password"))
-
-
-def _split_host_port(text: str, owner: str) -> tuple[str, int]:
-    text = text.strip()
-    if text.startswith("["):  # [ipv6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
-    if not host:
-        raise ConfigurationError(f"{owner}: a cluster node must be host:port, not {text!r}")
-    try:
-        port = int(port_text) if port_text else DEFAULT_PORT
-    except ValueError:
-        raise ConfigurationError(f"{owner}: invalid port in cluster node {text!r}") from None
-    if not 0 < port < 65536:
-        raise ConfigurationError(f"{owner}: port out of range in cluster node {text!r}")
-    return unquote(host), port
-
-
-def parse_cluster_url(url: str, owner: str) -> Target:
-    """A cluster's startup nodes, in one of three forms:
-
-    * ``redis+cluster://[user:password@]host:port,host:port`` (``rediss+cluster://`` for TLS);
-    * Beaker's ``redis://host:port,redis://host:port`` (each a node URL; credentials from the first that has them);
-    * ``host:port,host:port``.
-
-    A cluster has only database 0, so a URL naming another database is an error.
-    """
-    url = url.strip()
-    node_options: dict[str, Any] = {}
-    nodes: list[tuple[str, int]] = []
-    if url.startswith(CLUSTER_SCHEMES):
-        scheme, _, rest = url.partition("://")
-        rest, _, query = rest.partition("?")
-        authority, _, path = rest.partition("/")
-        if query:
-            raise ConfigurationError(f"{owner}: a cluster url takes no query string; pass options as options")
-        if path not in ("", "0"):
-            raise ConfigurationError(f"{owner}: a redis cluster has only database 0, the url names {path!r}")
-        if "@" in authority:
-            userinfo, _, authority = authority.rpartition("@")
-            username, _, password = userinfo.partition(":")
-            if username:
-                node_options["username"] = unquote(username)
-            if password:
-                node_options["password"] = unquote(password)
-        if scheme == "rediss+cluster":
-            node_options["ssl"] = True
-        nodes = [_split_host_port(part, owner) for part in authority.split(",") if part.strip()]
-        display_scheme = scheme
-    else:
-        display_scheme = "redis+cluster"
-        for part in (piece.strip() for piece in url.split(",")):
-            if not part:
-                continue
-            if "://" not in part:
-                nodes.append(_split_host_port(part, owner))
-                continue
-            if part.startswith("unix://"):
-                raise ConfigurationError(f"{owner}: cluster nodes are reached over TCP, not unix sockets")
-            parse_single_url(part, owner)  # checks the scheme and the syntax
-            from redis.connection import parse_url
-            parsed = parse_url(part)
-            if parsed.get("db", 0) != 0:
-                raise ConfigurationError(f"{owner}: a redis cluster has only database 0, a node url names "
-                                         f"db {parsed['db']}")
-            if part.startswith("rediss://"):
-                node_options["ssl"] = True
-                display_scheme = "rediss+cluster"
-            for option in ("username", "password"):
-                if parsed.get(option) and option not in node_options:
-                    node_options[option] = parsed[option]
-            nodes.append((parsed.get("host", "localhost"), parsed.get("port", DEFAULT_PORT)))
-    if not nodes:
-        raise ConfigurationError(f"{owner}: the cluster url names no node")
-    user = f"{node_options['username']}@" if node_options.get("username") else ""
-    shown = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in nodes)
-    return Target(url=url, display=f"{display_scheme}://{user}{shown}", cluster=True,
-                  password=node_options.get("password"), nodes=nodes, node_options=node_options)
 
 
 def describe_client(client: Any) -> Target:

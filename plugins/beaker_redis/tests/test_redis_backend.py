@@ -1,5 +1,4 @@
 """What is special to the redis backends, against real redis-server processes (see conftest.py)."""
-import os
 import subprocess
 import sys
 import threading
@@ -454,3 +453,14 @@ def test_reply_timeouts_are_kernel_socket_options(redis_server):
     finally:
         backend.client.connection_pool.release(connection)
     backend.close()
+
+
+def test_record_merge_with_thousands_of_fields(store):
+    fields = {f"field{index}": str(index).encode() for index in range(5000)}
+    assert store.merge_record("big", fields, [], 60) is True
+    assert store.get_record("big") == fields
+    gone = [f"field{index}" for index in range(0, 5000, 2)]
+    changed = {f"new{index}": b"n" for index in range(4500)}
+    assert store.merge_record("big", changed, gone, 60, create=False) is True
+    expected = {name: value for name, value in fields.items() if name not in set(gone)}
+    assert store.get_record("big") == {**expected, **changed}

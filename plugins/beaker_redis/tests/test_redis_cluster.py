@@ -6,7 +6,7 @@ from redis.cluster import RedisCluster
 
 from beaker_core.exceptions import BackendError
 from beaker_core.registry import Registry
-from beaker_redis.backend import RedisBackend, RedisClusterBackend
+from beaker_redis.backend import RedisClusterBackend
 from beaker_redis.lock import RedisLock
 
 

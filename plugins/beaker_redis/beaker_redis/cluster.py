@@ -1,0 +1,111 @@
+"""Redis Cluster: the URL forms of a cluster's startup nodes, and its client.
+
+A cluster URL lists startup nodes; one reachable node is enough, redis-py discovers the others and the slot map.
+Accepted forms:
+
+* ``redis+cluster://[user:password@]host:port,host:port`` (``rediss+cluster://`` for TLS), this package's own;
+* ``redis://host:port,redis://host:port``, as Beaker's ``ext:rediscluster`` takes it;
+* ``host:port,host:port``.
+
+A cluster has only database 0, so a URL naming another database is an error.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from beaker_core.exceptions import ConfigurationError
+
+from .connection import CLUSTER_SCHEMES, DEFAULT_PORT, Target, parse_single_url
+
+
+def is_cluster_url(url: Any) -> bool:
+    if not isinstance(url, str):
+        return False
+    stripped = url.strip()
+    if stripped.startswith(CLUSTER_SCHEMES):
+        return True
+    # Beaker's ext:rediscluster form: several node URLs separated by commas
+    return "," in stripped
+
+
+def _split_host_port(text: str, owner: str) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):  # [ipv6]:port
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ConfigurationError(f"{owner}: a cluster node must be host:port, not {text!r}")
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORT
+    except ValueError:
+        raise ConfigurationError(f"{owner}: invalid port in cluster node {text!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"{owner}: port out of range in cluster node {text!r}")
+    return unquote(host), port
+
+
+def parse_cluster_url(url: str, owner: str) -> Target:
+    """A cluster's startup nodes, in one of the forms above (with Beaker's, the credentials of the first node URL
+    that has some)."""
+    url = url.strip()
+    node_options: dict[str, Any] = {}
+    nodes: list[tuple[str, int]] = []
+    if url.startswith(CLUSTER_SCHEMES):
+        scheme, _, rest = url.partition("://")
+        rest, _, query = rest.partition("?")
+        authority, _, path = rest.partition("/")
+        if query:
+            raise ConfigurationError(f"{owner}: a cluster url takes no query string; pass options as options")
+        if path not in ("", "0"):
+            raise ConfigurationError(f"{owner}: a redis cluster has only database 0, the url names {path!r}")
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+            username, _, password = userinfo.partition(":")
+            if username:
+                node_options["username"] = unquote(username)
+            if password:
+                node_options["password"] = unquote(password)
+        if scheme == "rediss+cluster":
+            node_options["ssl"] = True
+        nodes = [_split_host_port(part, owner) for part in authority.split(",") if part.strip()]
+        display_scheme = scheme
+    else:
+        display_scheme = "redis+cluster"
+        for part in (piece.strip() for piece in url.split(",")):
+            if not part:
+                continue
+            if "://" not in part:
+                nodes.append(_split_host_port(part, owner))
+                continue
+            if part.startswith("unix://"):
+                raise ConfigurationError(f"{owner}: cluster nodes are reached over TCP, not unix sockets")
+            parse_single_url(part, owner)  # checks the scheme and the syntax
+            from redis.connection import parse_url
+            parsed = parse_url(part)
+            if parsed.get("db", 0) != 0:
+                raise ConfigurationError(f"{owner}: a redis cluster has only database 0, a node url names "
+                                         f"db {parsed['db']}")
+            if part.startswith("rediss://"):
+                node_options["ssl"] = True
+                display_scheme = "rediss+cluster"
+            for option in ("username", "password"):
+                if parsed.get(option) and option not in node_options:
+                    node_options[option] = parsed[option]
+            nodes.append((parsed.get("host", "localhost"), parsed.get("port", DEFAULT_PORT)))
+    if not nodes:
+        raise ConfigurationError(f"{owner}: the cluster url names no node")
+    user = f"{node_options['username']}@" if node_options.get("username") else ""
+    shown = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in nodes)
+    return Target(url=url, display=f"{display_scheme}://{user}{shown}", cluster=True,
+                  password=node_options.get("password"), nodes=nodes, node_options=node_options)
+
+
+def connect_cluster(target: Target, options: dict[str, Any]) -> Any:
+    """A ``RedisCluster`` client for the target's startup nodes (it connects, and reads the slot map, at once)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+                        **{**target.node_options, **options})
