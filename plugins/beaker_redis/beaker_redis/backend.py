@@ -131,6 +131,7 @@ class RedisBackend(Backend):
                 raise ConfigurationError(f"{owner}: connection options ({', '.join(sorted(options))}) apply to a "
                                          f"url; configure the client you pass instead")
             self.target = self._check_client(client, owner)
+            self._password = self.target.password
             self._client = client
         else:
             url = url.strip()
@@ -144,7 +145,6 @@ class RedisBackend(Backend):
             key = ("cluster" if self.target.cluster else "single", url, freeze(options))
             self._client = shared_clients.checkout(key, lambda: self._connect(self.target, options))
             self._shared_key = key
-        self._password = options.get("password") or self.target.password
         self.cluster = self.target.cluster
         self._errors = _redis_errors()  # evaluated only when an exception is raised: costs nothing on success
         self._get = self._client.get
