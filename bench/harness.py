@@ -217,6 +217,10 @@ def measure(contenders: list[Contender], repeats: int, min_time: float) -> None:
             number *= 10 if elapsed < min_time / 50 else 2
             if contender.max_number:
                 number = min(number, contender.max_number)
+        # a second look at the calibrated count, so that one stall of the machine does not shrink the loop
+        if contender.before_round:
+            contender.before_round()
+        elapsed = min(elapsed, timer.timeit(number))
         number = max(1, int(number * min_time / max(elapsed, 1e-9)))
         if contender.max_number:
             number = min(number, contender.max_number)
