@@ -96,6 +96,7 @@ def make_registry():
 
 class TestRecordBackendSessions(SessionConformance):
     backend = "record-memory"
+    backend_class = RecordMemoryBackend
     session_options = {"lock_type": "refused"}
 
     @pytest.fixture
@@ -237,6 +238,7 @@ class AtomicUpdateBackend(Backend):
 
 class TestAtomicUpdateSessions(SessionConformance):
     backend = "atomic-update"
+    backend_class = AtomicUpdateBackend
     session_options = {"lock_type": "refused"}
 
     @pytest.fixture

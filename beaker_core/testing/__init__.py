@@ -12,8 +12,13 @@ binary values, locks under contention, the caching API, sessions through the mid
         ttl_resolution = 1.0
 
 The base class is not collected by itself (its name does not start with ``Test``), and the subclass may live in any
-module. The backend is built through a :class:`~beaker_core.registry.Registry` that loads installed plugins, so the
-test also proves that the distribution's entry point works.
+module. Tests that do not apply to the backend are not generated for the subclass at all (not skipped): the
+cross-process tests for a process-local backend, the record and update tests for a backend that does not declare
+``atomic_records`` or ``atomic_update``, the enumeration tests that contradict ``supports_keys``; see
+:func:`beaker_core.testing.backend.requires`.
+
+The backend is built through a :class:`~beaker_core.registry.Registry` that loads installed plugins, so the test
+also proves that the distribution's entry point works.
 
 The suite's modules are imported on first use of ``BackendConformance``, after pytest has been told to rewrite their
 ``assert`` statements, so that failures show the values compared.

@@ -7,6 +7,11 @@ delete_prefix, cleanup), TTL expiry, odd and long keys, binary values and concur
 
 Every test writes under a fresh random key prefix, so the suite can run against a shared server without clearing
 it, and values are bytes, so a backend that keeps Python objects (``stores_objects = True``) passes the same way.
+
+Tests that only apply to some backends say so with :func:`requires` (or, for every test of a mixin, the class
+attribute ``requires_capability``). A test whose requirement the backend does not meet is not generated at all for
+that backend's test class: a skipped test would read as an untested feature, while a missing one says "does not
+apply". See :meth:`ConformanceBase.__init_subclass__`.
 """
 from __future__ import annotations
 
@@ -14,12 +19,74 @@ import os
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pytest
 
+from ..backends import Backend
 from ..exceptions import ConfigurationError
 from ..registry import Registry
+
+#: capabilities read from the backend class (attributes of :class:`~beaker_core.backends.Backend`)
+BACKEND_CAPABILITIES = ("shared", "atomic_records", "atomic_update", "stores_objects")
+#: every capability a test may require; ``keys`` is the test class's ``supports_keys``. ``no_<capability>`` requires
+#: its absence (``no_keys``: the test checks that enumeration is refused).
+CAPABILITIES = BACKEND_CAPABILITIES + ("keys",)
+_REQUIRES = "_conformance_requires"
+
+
+def _capability_names(capabilities: str | Iterable[str], where: str) -> tuple[str, ...]:
+    names = (capabilities,) if isinstance(capabilities, str) else tuple(capabilities)
+    for name in names:
+        base = name[3:] if isinstance(name, str) and name.startswith("no_") else name
+        if base not in CAPABILITIES:
+            known = ", ".join(CAPABILITIES)
+            raise ValueError(f"{where}: unknown capability {name!r}; known: {known} (or no_<capability>)")
+    return names
+
+
+def requires(*capabilities: str) -> Callable[[Callable], Callable]:
+    """Generate the decorated test only for backends that have every one of ``capabilities``.
+
+    ``@requires("shared")`` (other processes see the data), ``@requires("atomic_records")``,
+    ``@requires("atomic_update")``, ``@requires("stores_objects")``, ``@requires("keys")`` (the test class's
+    ``supports_keys``), and the negations ``@requires("no_keys")``... An unknown name is a ``ValueError`` at once,
+    so a typo cannot silently drop a test. Decorators stack; the requirements add up.
+    """
+    names = _capability_names(capabilities, "requires()")
+
+    def mark(test: Callable) -> Callable:
+        existing = getattr(test, _REQUIRES, ())
+        setattr(test, _REQUIRES, existing + tuple(name for name in names if name not in existing))
+        return test
+    return mark
+
+
+def _resolve_capabilities(backend_name: str, factory: Any = None) -> dict[str, bool] | None:
+    """The backend's declared capabilities, read from ``factory`` or else from the class a plain :class:`Registry`
+    finds; ``None`` when the lookup fails (the tests then stay, and fail on building the backend, naming the
+    problem)."""
+    if factory is None:
+        registry = Registry()
+        try:
+            factory = registry.backend_class(backend_name)
+        except Exception:
+            return None
+        finally:
+            registry.close()
+    return {name: bool(getattr(factory, name, getattr(Backend, name))) for name in BACKEND_CAPABILITIES}
+
+
+def _test_members(cls: type) -> dict[str, tuple[Any, type]]:
+    """Every ``test*`` attribute of ``cls`` as ``(value, class whose body defined it)``, most derived first, seeing
+    through tests an ancestor removed (so a subclass naming another backend gets them back)."""
+    found: dict[str, tuple[Any, type]] = {}
+    for klass in cls.__mro__:
+        removed = vars(klass).get("_conformance_removed", {})
+        for name, value in vars(klass).items():
+            if name.startswith("test") and name not in found:
+                found[name] = removed.get(name, (value, klass))
+    return found
 
 
 class ConformanceBase:
@@ -36,11 +103,21 @@ class ConformanceBase:
     :param native_expiry: the store expires entries by itself, so ``cleanup`` may report 0.
     :param lock_type: the lock the lock tests use; ``None`` means the backend's ``preferred_lock``.
     :param processes: how many processes the cross-process lock test runs.
+    :param backend_class: the backend's class, only for a backend that a plain ``Registry()`` does not find (one
+        registered in an overridden ``registry`` fixture): the suite reads the capabilities from it. Set it together
+        with ``backend``.
+
+    A mixin whose every test needs a capability sets ``requires_capability`` (a name or a tuple of names, as for
+    :func:`requires`); it applies to the tests defined in that class's own body.
+
+    The backend's capabilities (``shared``, ``atomic_records``, ``atomic_update``, ``stores_objects``) are read
+    from its class, as the registry resolves ``backend``. ``max_value_size`` is not a requirement: the large-value
+    test sizes its value to the limit instead (the limit may depend on the options, as for memcached).
 
     Fixtures (methods, so every subclass has them): ``backend_options`` (``make_options(tmp_path)``), ``registry``
     (a :class:`~beaker_core.registry.Registry` that loads installed plugins), ``store`` (the backend built from
     both, closed after the test) and ``prefix`` (a random key prefix for the test). Tests that start processes are
-    marked ``slow``; a distribution running the suite under its own pytest configuration declares that marker.
+    marked ``slow``; the pytest plugin :mod:`beaker_core.testing.pytest_plugin` registers that marker.
     """
 
     backend: str = ""
@@ -50,6 +127,42 @@ class ConformanceBase:
     native_expiry = False
     lock_type: str | None = None
     processes = 4
+    backend_class: type | None = None
+    requires_capability: str | tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Remove, from a subclass that names its ``backend``, every test whose requirement the backend misses.
+
+        A removed test is set to ``None`` on the subclass, which pytest does not collect. When neither
+        ``backend_class`` is set nor the registry resolves ``backend``, nothing is removed, so that every test fails on building the backend with the
+        registry's message rather than the suite quietly shrinking. The capabilities found are kept in
+        ``_conformance_capabilities``; the ``store`` fixture checks that the built backend agrees with them.
+        """
+        super().__init_subclass__(**kwargs)
+        _capability_names(vars(cls).get("requires_capability", ()), f"{cls.__name__}.requires_capability")
+        if not cls.backend:
+            return
+        capabilities = _resolve_capabilities(cls.backend, cls.backend_class)
+        cls._conformance_capabilities = capabilities
+        cls._conformance_removed = {}
+        for name, (test, owner) in _test_members(cls).items():
+            if not callable(test):
+                continue  # set to None by hand: stays out
+            needed = getattr(test, _REQUIRES, ()) + _capability_names(
+                vars(owner).get("requires_capability", ()), owner.__name__)
+            if capabilities is not None and not all(
+                    cls._has_capability(capabilities, requirement) for requirement in needed):
+                cls._conformance_removed[name] = (test, owner)
+                setattr(cls, name, None)
+            elif getattr(cls, name) is not test:
+                setattr(cls, name, test)  # removed by an ancestor that named another backend
+
+    @classmethod
+    def _has_capability(cls, capabilities: dict[str, bool], requirement: str) -> bool:
+        absent = requirement.startswith("no_")
+        name = requirement[3:] if absent else requirement
+        present = bool(cls.supports_keys) if name == "keys" else capabilities[name]
+        return present != absent
 
     # -- hooks a subclass may override -------------------------------------------------------------------------
 
@@ -85,9 +198,20 @@ class ConformanceBase:
 
     @pytest.fixture
     def store(self, registry, backend_options):
+        """The backend under test. Fails if the instance declares other capabilities than its class: the tests
+        generated for this class were chosen from the class's declarations."""
         store = registry.backend_class(self.backend)(**backend_options)
-        yield store
-        store.close()
+        try:
+            declared = getattr(type(self), "_conformance_capabilities", None) or {}
+            differing = {name: bool(getattr(store, name, False)) for name, value in declared.items()
+                         if bool(getattr(store, name, False)) != value}
+            if differing:
+                pytest.fail(f"the {self.backend} backend instance declares {differing}, its class the opposite; "
+                            f"the conformance suite chooses its tests from the class attributes, so declare the "
+                            f"capabilities there (or use one backend name per set of capabilities)")
+            yield store
+        finally:
+            store.close()
 
     @pytest.fixture
     def prefix(self) -> str:
@@ -104,15 +228,6 @@ class ConformanceBase:
     def wait_past(self, ttl: float) -> None:
         """Sleep until an entry written ``ttl`` seconds ago has certainly expired."""
         time.sleep(ttl + self.ttl_resolution + 0.25)
-
-    def require_shared(self, backend) -> None:
-        if not backend.shared:
-            pytest.skip(f"the {self.backend} backend is process-local (shared = False): other processes neither "
-                        f"see its data nor need its lock")
-
-    def require_keys(self) -> None:
-        if not self.supports_keys:
-            pytest.skip(f"the {self.backend} backend declares supports_keys = False")
 
 
 def _counter(value: Any) -> int:
@@ -232,21 +347,21 @@ class BackendContractTests(ConformanceBase):
 
     # -- enumeration -------------------------------------------------------------------------------------------
 
+    @requires("keys")
     def test_keys_lists_live_keys_under_a_prefix(self, store, prefix):
-        self.require_keys()
         store.set_many({prefix + "one": b"1", prefix + "two": b"2", prefix + "other:three": b"3"})
         assert sorted(store.keys(prefix)) == sorted([prefix + "one", prefix + "two", prefix + "other:three"])
         assert list(store.keys(prefix + "other:")) == [prefix + "other:three"]
         assert list(store.keys(prefix + "nothing")) == []
 
+    @requires("no_keys")
     def test_keys_unsupported_is_not_implemented(self, store, prefix):
-        if self.supports_keys:
-            pytest.skip(f"the {self.backend} backend enumerates its keys")
+        """Only for ``supports_keys = False``: enumeration is refused, never an empty or partial answer."""
         with pytest.raises(NotImplementedError):
             list(store.keys(prefix))
 
+    @requires("keys")
     def test_delete_prefix_removes_only_that_prefix(self, store, prefix):
-        self.require_keys()
         store.set_many({prefix + "a:1": b"1", prefix + "a:2": b"2", prefix + "b:1": b"3"})
         assert store.delete_prefix(prefix + "a:") == 2
         assert store.get_many([prefix + "a:1", prefix + "a:2", prefix + "b:1"]) == [None, None, b"3"]
@@ -348,9 +463,11 @@ class BackendContractTests(ConformanceBase):
         assert store.delete(prefix + "empty") is True
 
     def test_large_value_round_trips(self, store, prefix):
-        size = 500_000
-        if store.max_value_size is not None and store.max_value_size < size:
-            pytest.skip(f"the {self.backend} backend stores at most {store.max_value_size} bytes per value")
+        """500 kB, or exactly ``max_value_size`` bytes for a backend that declares less: the declared limit is the
+        largest value the store accepts, so a value of that size must round trip."""
+        limit = store.max_value_size
+        assert limit is None or (type(limit) is int and limit > 0), f"max_value_size must be None or > 0: {limit!r}"
+        size = 500_000 if limit is None else min(500_000, limit)
         value = os.urandom(size)
         store.set(prefix + "large", value)
         assert store.get(prefix + "large") == value

@@ -1,7 +1,8 @@
 """Beaker's ``Cache`` object through the backend under test, in one process and across processes.
 
 Each test uses its own namespace (built from the random key prefix), so nothing here needs an empty store. The
-decorators and ``CacheManager`` are checked in :mod:`beaker_core.testing.regions`.
+decorators and ``CacheManager`` are checked in :mod:`beaker_core.testing.regions`. The cross-process tests exist only
+for a shared backend (``@requires("shared")``): a process-local store has nothing to share.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from ..cache import Cache
 from . import _workers
-from .backend import ConformanceBase
+from .backend import ConformanceBase, requires
 
 
 class CacheFixtures(ConformanceBase):
@@ -234,9 +235,9 @@ class CachingConformanceTests(CacheFixtures):
     # -- across processes ------------------------------------------------------------------------------------------
 
     @pytest.mark.slow
+    @requires("shared")
     def test_get_or_create_runs_the_creator_once_for_eight_processes(self, make_cache, cache_kwargs, namespace,
                                                                       tmp_path):
-        self.require_shared(make_cache().backend)
         marker_dir = tmp_path / "created"
         marker_dir.mkdir()
         args = (cache_kwargs, namespace, "cold", str(marker_dir))
@@ -246,9 +247,9 @@ class CachingConformanceTests(CacheFixtures):
         assert make_cache().get("cold") == results[0]
 
     @pytest.mark.slow
+    @requires("shared")
     def test_values_and_clear_cross_processes(self, make_cache, cache_kwargs, namespace):
         cache = make_cache()
-        self.require_shared(cache.backend)
         cache.put("mine", "from the parent")
         workers = _workers.Workers()
         workers.start(_workers.cache_lookup, cache_kwargs, namespace, "mine")

@@ -3,8 +3,8 @@
 The lock under test is ``registry.lock_class(lock_type)(name, backend=store, **lock_options)``, where ``lock_type``
 is the backend's ``preferred_lock`` (or the class attribute ``lock_type``) and ``lock_options`` come from
 :meth:`~beaker_core.testing.backend.ConformanceBase.make_lock_options`. A shared backend (``store.shared``) is used
-by many processes, so its lock must exclude other processes too; those tests are skipped, with the reason, for a
-process-local backend.
+by many processes, so its lock must exclude other processes too; those tests are only generated for a shared
+backend (``@requires("shared")``): a process-local backend has no other process to exclude.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from ..exceptions import LockTimeout
 from . import _workers
-from .backend import ConformanceBase
+from .backend import ConformanceBase, requires
 
 
 def _in_thread(function, *args: Any) -> Any:
@@ -152,9 +152,9 @@ class LockConformanceTests(ConformanceBase):
         assert int(store.get(key)) == threads_count * increments
 
     @pytest.mark.slow
+    @requires("shared")
     def test_processes_incrementing_under_the_lock_reach_the_exact_total(
             self, store, backend_options, tested_lock_type, lock_options, prefix):
-        self.require_shared(store)
         increments = 20
         key = prefix + "counter"
         args = (self.backend, backend_options, tested_lock_type, lock_options, prefix + "lock", key, increments)
@@ -163,9 +163,9 @@ class LockConformanceTests(ConformanceBase):
         assert int(store.get(key)) == self.processes * increments
 
     @pytest.mark.slow
+    @requires("shared")
     def test_lock_held_by_another_process_excludes_this_one(
             self, store, make_lock, backend_options, tested_lock_type, lock_options, prefix):
-        self.require_shared(store)
         workers = _workers.Workers()
         held, release = workers.ctx.Event(), workers.ctx.Event()
         workers.start(_workers.hold_lock, self.backend, backend_options, tested_lock_type, lock_options,
@@ -184,9 +184,9 @@ class LockConformanceTests(ConformanceBase):
         contender.release()
 
     @pytest.mark.slow
+    @requires("shared")
     def test_lock_of_a_crashed_holder_does_not_block_forever(
             self, store, make_lock, backend_options, tested_lock_type, lock_options, prefix):
-        self.require_shared(store)
         expire = max(1.0, 2 * self.ttl_resolution)
         options = {**lock_options, "expire": expire}
         workers = _workers.Workers()

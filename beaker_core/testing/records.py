@@ -5,7 +5,9 @@
 * atomic update (``atomic_update = True``): ``update(key, change, ttl)``; concurrent read-change-writes, from
   threads and (for a shared backend) from processes, lose nothing.
 
-Each part is skipped, with the reason, for a backend that does not declare the capability.
+Each part is generated only for a backend that declares its capability (``requires_capability``), and the
+cross-process test only for a shared backend: for any other backend these tests do not exist, rather than being
+skipped.
 """
 from __future__ import annotations
 
@@ -14,16 +16,19 @@ import threading
 import pytest
 
 from . import _workers
-from .backend import ConformanceBase
+from .backend import ConformanceBase, requires
 
 ODD_FIELDS = {"with space": b"1", "ключ 🔑": b"2", "new\nline": b"3", "a:b": b"4", "": b"5"}
 
 
 class AtomicRecordTests(ConformanceBase):
+    """``get_record`` and ``merge_record``, for backends with ``atomic_records = True``."""
+
+    requires_capability = "atomic_records"
+
     @pytest.fixture
     def record_store(self, store):
-        if not store.atomic_records:
-            pytest.skip(f"the {self.backend} backend does not declare atomic_records")
+        """The backend under test (whose class declares ``atomic_records``, or these tests would not exist)."""
         return store
 
     def test_record_missing_is_none_and_not_created_without_create(self, record_store, prefix):
@@ -93,10 +98,13 @@ def _increment(current):
 
 
 class AtomicUpdateTests(ConformanceBase):
+    """``update(key, change, ttl)``, for backends with ``atomic_update = True``."""
+
+    requires_capability = "atomic_update"
+
     @pytest.fixture
     def update_store(self, store):
-        if not store.atomic_update:
-            pytest.skip(f"the {self.backend} backend does not declare atomic_update")
+        """The backend under test (whose class declares ``atomic_update``, or these tests would not exist)."""
         return store
 
     def test_update_creates_changes_and_leaves_alone(self, update_store, prefix):
@@ -151,8 +159,8 @@ class AtomicUpdateTests(ConformanceBase):
         assert int(update_store.get(key)) == threads_count * rounds
 
     @pytest.mark.slow
+    @requires("shared")
     def test_concurrent_updates_from_processes_lose_nothing(self, update_store, backend_options, prefix):
-        self.require_shared(update_store)
         key, rounds = prefix + "counter", 20
         args = (self.backend, backend_options, key, rounds)
         _workers.run_in_processes(_workers.update_counter, [args] * self.processes, synchronized=True)

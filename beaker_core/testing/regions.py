@@ -2,7 +2,8 @@
 
 Configuration goes through :func:`~beaker_core.util.parse_cache_config_options`, as a Beaker application does it.
 Region names and decorator arguments carry the test's random prefix: region options are process-wide (Beaker's
-``cache_regions``) and a shared server keeps values between runs, so no two tests may meet there.
+``cache_regions``) and a shared server keeps values between runs, so no two tests may meet there. The
+cross-process test exists only for a shared backend (``@requires("shared")``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..cache import CacheManager, cache_region, cache_regions, region_invalidate
 from ..exceptions import BeakerError
 from ..util import parse_cache_config_options
 from . import _workers
+from .backend import requires
 from .caching import CacheFixtures
 
 
@@ -250,8 +252,8 @@ class RegionConformanceTests(RegionFixtures):
         assert [long(1), long(1)] == ["1 #1", "1 #1"]
 
     @pytest.mark.slow
+    @requires("shared")
     def test_decorated_function_runs_once_for_eight_processes(self, make_cache, backend_options, prefix, tmp_path):
-        self.require_shared(make_cache().backend)
         config = self.base_config(backend_options, {_workers.WORKER_REGION: 3600})
         marker_dir = tmp_path / "created"
         marker_dir.mkdir()

@@ -5,7 +5,7 @@ from the subclass's ``backend`` and ``make_options(tmp_path)``, drives a small W
 client that keeps cookies (:class:`WSGIClient`), and checks what every backend must give sessions: the counter that
 counts without ``save()``, no store access and no cookie for an untouched session, no lost update between
 concurrent requests, no adopted or malformed ids, invalidation, id regeneration, idle timeout, and the serializer's
-types.
+types. The cross-process test exists only for a shared backend (``@requires("shared")``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 
 from ..middleware import SessionMiddleware
 from ..session_store import KEY_PREFIX
-from .backend import ConformanceBase
+from .backend import ConformanceBase, requires
 
 
 class WSGIClient:
@@ -241,9 +241,9 @@ class SessionConformance(ConformanceBase):
         assert client.json("/get") == {"start": "1", **{f"key{i}": str(i) for i in range(8)}}
 
     @pytest.mark.slow
+    @requires("shared")
     def test_session_concurrent_processes_keep_every_key(self, make_app, tmp_path, registry):
         app = make_app()
-        self.require_shared(app.session_config.backend)
         client = WSGIClient(app)
         client.json("/set?start=1")
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
