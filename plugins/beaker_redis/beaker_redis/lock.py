@@ -118,7 +118,7 @@ class RedisLock(Lock):
         if token is None:
             raise RuntimeError(f"release of the unheld redis lock {self.name!r}")
         try:
-            released = self.backend.script(_RELEASE)(keys=[self._key], args=[token])
+            released = self.backend.run_script(_RELEASE, [self._key], [token])
         except self.backend._errors as exc:
             raise self.backend._error(f"releasing the lock {self.name!r}", exc) from exc
         if not released:

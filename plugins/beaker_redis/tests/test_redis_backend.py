@@ -464,3 +464,14 @@ def test_record_merge_with_thousands_of_fields(store):
     assert store.merge_record("big", changed, gone, 60, create=False) is True
     expected = {name: value for name, value in fields.items() if name not in set(gone)}
     assert store.get_record("big") == {**expected, **changed}
+
+
+def test_scripts_are_loaded_again_after_the_server_forgot_them(store):
+    assert store.merge_record("rec", {"a": b"1"}, [], None) is True
+    lock = RedisLock("job", backend=store)
+    lock.acquire()
+    store.client.script_flush()  # as after a restart or a failover
+    lock.release()
+    assert RedisLock("job", backend=store).acquire(False) is True
+    assert store.merge_record("rec", {"b": b"2"}, [], None, create=False) is True
+    assert store.get_record("rec") == {"a": b"1", "b": b"2"}
