@@ -39,6 +39,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -181,6 +182,16 @@ def memcached_command(port: int, command: str, host: str = HOST, timeout: float 
         return reply.decode(errors="replace")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to end the server when the process that started it dies, so a test run
+    that is killed leaves no server behind holding its port (PR_SET_PDEATHSIG; elsewhere, nothing happens)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 # -- processes ---------------------------------------------------------------------------------------------------
 
 class ServerProcess:
@@ -203,7 +214,8 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL,
+                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
