@@ -288,7 +288,7 @@ def memcached_scenarios(address: str) -> list[Scenario]:
 def main() -> int:
     # a round trip shares two cores with the server: shorter loops and more rounds interleave the contenders more
     # finely, so that a busy moment of the machine falls on all of them
-    session = Session("bench_network", __doc__.splitlines()[0], repeats=15, min_time=0.1)
+    session = Session("bench_network", __doc__.splitlines()[0], repeats=41, min_time=0.03)
     print_header("network backends benchmark", ("beaker-core", "beaker-redis", "beaker-memcached", "Beaker",
                                                  "redis", "pymemcache", "python-memcached"))
     if has_backend("redis"):
