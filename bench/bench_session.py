@@ -126,8 +126,8 @@ def counter_scenario(kind: str, where: str, root: str) -> Scenario:
     }
     notes = {
         "memory": "Beaker serializes (json + base64) even in memory; beaker-core's memory backend keeps objects",
-        "file": "one file per session on both sides, each write a new temporary file renamed over the old one; "
-                "Beaker keeps its lock files, beaker-core's session lock file is created and removed per save",
+        "file": "one file per session on both sides; Beaker writes a new temporary file and renames it over the old "
+                "one under a separate lock file, beaker-core rewrites the file in place under a flock on it",
         "cookie": "beaker-core: AES-GCM, JSON; Beaker: AES-CTR (cryptography) + HMAC-SHA1 signature, JSON, "
                   "a PBKDF2 (1 iteration) key derivation per cookie",
     }

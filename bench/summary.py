@@ -18,7 +18,7 @@ def cell(text: str) -> str:
 def main(path: str, command: str) -> int:
     with open(path, encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines if line.strip()]
-    facts = machine()
+    facts = {key.replace("load average", "load average at the end"): value for key, value in machine().items()}
     facts.update(versions("beaker-core", "Beaker", "dogpile.cache", "redis", "pymemcache", "python-memcached",
                           "cryptography"))
     print("## Machine\n")
