@@ -7,7 +7,8 @@ Under the Beaker surface sits one primitive, :meth:`Cache.get_or_create`:
   cold key run it once;
 * **stale while revalidate**: an expired value stays in the backend a while longer (``stale_ttl``, by default as
   long again as ``expire``); while one caller recreates it, the others get the stale value instead of waiting;
-* **generations**: ``Cache.clear()`` does not enumerate keys. It increments a counter stored in the backend; every
+* **generations**: ``Cache.clear()`` does not enumerate keys. It moves forward a generation counter stored in the
+  backend (a millisecond timestamp, so that a counter the store lost restarts past every value it had); every
   value carries the generation it was created in, and a value from an older generation is a miss. The counter is
   read in the same round trip as the value (``get_many``), so an invalidation in one process is seen by every
   other process on its next call. A process-local backend (memory) has no other process to tell, so there
@@ -29,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from .exceptions import BeakerError, ConfigurationError, SerializationError
+from .exceptions import BackendError, BeakerError, ConfigurationError, SerializationError
 from .backends.memory import MemoryBackend
 from .registry import Registry, default_registry
 from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, func_namespace, \
@@ -50,6 +51,7 @@ DEFAULT_KEY_LENGTH = 250
 _HEADER = struct.Struct("!Bddq")
 _ENVELOPE_VERSION = 1
 _MISS = object()
+_UNKNOWN_GENERATION = -1
 # Options of the caching layer; everything else is handed to the backend.
 _CACHE_OPTIONS = {"expire", "enabled", "key_length", "fail_open", "lock_timeout", "lock_expire", "lock_type",
                   "serializer", "stale_ttl", "starttime", "log_file", "expiretime"}
@@ -126,7 +128,7 @@ class Cache:
             raw = backend.get(self._prefix + key)
             return (None if raw is None else self._decode(raw, key)), 0
         raw_generation, raw = backend.get_many((self._generation_key, self._prefix + key))
-        generation = int(raw_generation) if raw_generation is not None else 0
+        generation = int(raw_generation) if raw_generation is not None else self._start_generation()
         if raw is None:
             return None, generation
         return self._decode(raw, key), generation
@@ -277,7 +279,29 @@ class Cache:
         if not self._uses_generations:
             return 0
         raw = self.backend.get(self._generation_key)
-        return int(raw) if raw is not None else 0
+        return int(raw) if raw is not None else self._start_generation()
+
+    def _start_generation(self) -> int:
+        """Create the namespace's generation counter where it is missing, and return its value.
+
+        It starts at the current time in milliseconds rather than at 0: a counter that a store lost (a restarted
+        memcached, an eviction) then restarts above every generation it had reached, so values written before
+        an earlier ``clear()`` never become valid again.
+
+        When the store cannot keep the counter right now (the memcached server that holds it is down), the
+        generation is unknown: values from every known generation are misses, and values created meanwhile are
+        cached under the "unknown" generation, which no counter ever takes, so they die with the outage.
+        """
+        generation = _fresh_generation(None)
+        try:
+            if self.backend.add(self._generation_key, str(generation).encode("ascii")):
+                return generation
+            raw = self.backend.get(self._generation_key)
+        except BackendError as exc:
+            log.debug("cache %r: generation counter unavailable (%s); using the unknown generation",
+                      self.namespace, exc)
+            return _UNKNOWN_GENERATION
+        return int(raw) if raw is not None else generation
 
     def put(self, key: Any, value: Any, expiretime: Any = None, **kw: Any) -> None:
         """Store ``value`` under ``key`` for ``expiretime`` seconds (default: the cache's ``expire``)."""
@@ -321,7 +345,9 @@ class Cache:
         """Invalidate every value of this namespace, in every process."""
         try:
             if self._uses_generations:
-                self.backend.incr(self._generation_key)
+                raw = self.backend.get(self._generation_key)
+                self.backend.set(self._generation_key,
+                                 str(_fresh_generation(None if raw is None else int(raw))).encode("ascii"))
             else:
                 self.backend.delete_prefix(self._prefix)
         except Exception as exc:
@@ -413,6 +439,12 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"<Cache {self.namespace!r} on {self.backend.describe()}>"
+
+
+def _fresh_generation(current: int | None) -> int:
+    """A generation past ``current`` and past every generation a lost counter could have reached."""
+    stamp = time.time_ns() // 1_000_000
+    return stamp if current is None or stamp > current else current + 1
 
 
 def _default_lock_dir(backend_options: Mapping[str, Any]) -> str | None:

@@ -256,7 +256,7 @@ def test_instance_declaring_other_capabilities_than_its_class_fails(tmp_path):
                 registry = Registry(builtins=False, load_entrypoints=False)
                 registry.register("backend", "memory", SharedWhenBuilt)
                 return registry
-        """, "-k", "test_get_missing_is_none", "-p", "beaker_core.testing.pytest_plugin")
+        """, "-k", "test_get_missing_is_none")
     assert "1 error" in result.stdout, result.stdout + result.stderr  # the store fixture fails
     assert "declares {'shared': True}, its class the opposite" in result.stdout
 
@@ -273,10 +273,11 @@ SLOW_TEST = """
 
 
 def test_pytest_plugin_registers_the_slow_marker(tmp_path):
-    result = run_pytest(tmp_path, SLOW_TEST, "--strict-markers", "-p", "beaker_core.testing.pytest_plugin")
+    """The plugin is loaded through beaker-core's ``pytest11`` entry point, with nothing on the command line."""
+    result = run_pytest(tmp_path, SLOW_TEST, "--strict-markers")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
-    markers = run_pytest(tmp_path, SLOW_TEST, "-p", "beaker_core.testing.pytest_plugin", "--markers")
+    markers = run_pytest(tmp_path, SLOW_TEST, "--markers")
     assert "@pytest.mark.slow: starts processes" in markers.stdout
 
 
