@@ -177,7 +177,8 @@ def redis_scenarios(url: str) -> list[Scenario]:
                   {"client": raw, "KEY": "raw:" + KEY, "loads": json.loads, "HEADER": len(payload) - len(json_part)}),
         Contender(BEAKER, "Cache.get (ext:redis)", "cache.get(KEY)", {"cache": old, "KEY": KEY},
                   check=lambda: expect(old.get(KEY))),
-        *breakdown(core, raw_many=lambda keys: raw.mget(keys), client_name=RAW_REDIS, many_name="MGET"),
+        *breakdown(core, raw_many=lambda keys: raw.execute_command("MGET", *keys), client_name=RAW_REDIS,
+                   many_name="MGET"),
     ], [Target("within_ratio", RAW_REDIS, 1.15), Target("faster", BEAKER, 1.5)],
         note=f"{len(payload)} bytes stored by beaker-core (json); Beaker pickles; both on the same server",
         extra={"round trips per get (server commands)": f"beaker-core {core_trips:g} ({core_commands}); "
@@ -290,7 +291,10 @@ def main() -> int:
     # finely, so that a busy moment of the machine falls on all of them
     session = Session("bench_network", __doc__.splitlines()[0], repeats=41, min_time=0.03)
     print_header("network backends benchmark", ("beaker-core", "beaker-redis", "beaker-memcached", "Beaker",
-                                                 "redis", "pymemcache", "python-memcached"))
+                                                 "redis", "hiredis", "pymemcache", "python-memcached"))
+    from redis.utils import HIREDIS_AVAILABLE
+    # beaker-redis depends on redis[hiredis]: the raw redis-py client of this process parses with it as well
+    print(f"#   redis-py reply parser: {'hiredis (C)' if HIREDIS_AVAILABLE else 'pure Python'}, on both sides")
     if has_backend("redis"):
         with redis_url() as url:
             for scenario in redis_scenarios(url):
