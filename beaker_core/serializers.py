@@ -6,6 +6,11 @@ an ``{1: 'a'}`` into ``{'1': 'a'}``, so values of those types are written as tag
 set, frozenset, UUID, Decimal, and dicts whose keys are not all strings. A user dict that itself has the key
 ``"__bk__"`` is escaped the same way, so no stored data can be mistaken for a tag.
 
+Most values hold nothing to tag (the str, int, float, bool, None, lists and str-keyed dicts of a typical session), and
+for them the tagging walk would only copy the value. :func:`_plain` proves that first, without building anything,
+and such a value goes straight to the C encoder. The proof must be exact, since the C encoder never complains about
+what JSON would change: it writes a tuple as a list and an int key as a string.
+
 ``pickle`` exists for values JSON cannot express, and is used only when configured: unpickling data runs code, so it
 must never see bytes a client can forge.
 """
@@ -15,6 +20,7 @@ import base64
 import datetime
 import decimal
 import json
+import json.encoder
 import pickle
 import uuid
 from typing import Any
@@ -34,6 +40,31 @@ class Serializer:
 
     def loads(self, data: bytes) -> Any:
         raise NotImplementedError
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made only of JSON's own types (exactly: no subclass) with str keys and no tag key, so that
+    JSON alone writes it as it is and gives it back equal, with the same types. Walks the value without copying it;
+    a reference cycle ends in RecursionError."""
+    kind = type(value)
+    if kind is dict:
+        if TAG in value:
+            return False
+        scalars = _SCALARS
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in scalars and not _plain(item)):
+                return False
+        return True
+    if kind is list:
+        scalars = _SCALARS
+        for item in value:
+            if type(item) not in scalars and not _plain(item):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 def _tagged(tag: str, value: Any) -> dict:
@@ -120,11 +151,42 @@ def _object_hook(obj: dict) -> Any:
     return obj
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__qualname__} reached the JSON encoder untagged")
+
+
+def _make_encoder() -> Any:
+    """Compact UTF-8 JSON of a value made of JSON's own types (what :func:`_plain` or :func:`_to_json` gives).
+
+    The C encoder is built once here: ``JSONEncoder.encode`` would build it again on every call. It runs without
+    the encoder's cycle check, as both producers of its input already end a cycle in RecursionError.
+    """
+    standard = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return standard
+    try:
+        chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        join = "".join
+        sample = {"a": [1, 2.5, None, True, "\u00e9", float("nan")], "b": {}}
+        if join(chunks(sample, 0)) != standard(sample):
+            return standard
+    except Exception:  # a C encoder with another signature
+        return standard
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+    return encode
+
+
+_encode_json = _make_encoder()
+
+
 class JSONSerializer(Serializer):
     """JSON with tagged types (see the module docstring). Output is compact UTF-8."""
 
     name = "json"
-    _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+    _encode = staticmethod(_encode_json)
     _decode = json.JSONDecoder(object_hook=_object_hook).decode
     # Most stored values hold no tagged object; decoding those without the Python-level object hook is about
     # twice as fast. The tag's name in the text is what sends a document through the hook.
@@ -132,6 +194,8 @@ class JSONSerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         try:
+            if _plain(value):
+                return self._encode(value).encode("utf-8")
             return self._encode(_to_json(value)).encode("utf-8")
         except RecursionError:
             raise SerializationError(f"a value of type {type(value).__qualname__} contains a reference cycle "

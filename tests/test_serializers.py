@@ -162,6 +162,86 @@ def test_loads_accepts_bytes_like_objects():
     assert json_serializer.loads(memoryview(data)) == {"a": (1,)}
 
 
+# Values that look plain at the top but hide, deep down, something plain JSON would change without a word: a tuple
+# (written as a list), a non-str key (written as a string), the tag key, a subclass, a type JSON lacks.
+HIDDEN_IN_PLAIN = [
+    {"a": [1, "x", (2, 3)]},
+    {"a": {"b": [{"c": ()}]}},
+    [[[[(1,)]]]],
+    {"a": {1: "int key"}},
+    {"a": [{None: 1, "b": 2}]},
+    {"a": [{True: 1}]},
+    {"a": [{2.5: 1}]},
+    {"a": {"b": {TAG: "tuple", "v": [1]}}},
+    {"a": [b"bytes"]},
+    {"a": [{1, 2}]},
+    {"a": [datetime.date(2020, 1, 2)]},
+    {"a": [decimal.Decimal("1.10")]},
+]
+
+
+@pytest.mark.parametrize("value", HIDDEN_IN_PLAIN, ids=repr)
+def test_a_value_hidden_deep_in_a_plain_structure_keeps_its_type(value):
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == value
+    assert _types(restored) == _types(value)
+
+
+def _types(value):
+    """The value's shape with every type spelled out (== alone says (1,) == [1] is False but 1 == True)."""
+    if isinstance(value, dict):
+        return type(value), [(_types(key), _types(item)) for key, item in value.items()]
+    if isinstance(value, (list, tuple)):
+        return type(value), [_types(item) for item in value]
+    return type(value), value
+
+
+def test_subclasses_deep_in_a_plain_structure_are_stored_as_their_base_type():
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    pair = collections.namedtuple("Pair", "a b")
+    value = {"x": [{"level": Level.HIGH, "name": Name("n"), "pair": pair(1, [2])}],
+             "ordered": [collections.OrderedDict([(1, "a")])]}
+    restored = json_serializer.loads(json_serializer.dumps(value))
+    assert restored == {"x": [{"level": 3, "name": "n", "pair": (1, [2])}], "ordered": [{1: "a"}]}
+    inner = restored["x"][0]
+    assert (type(inner["level"]), type(inner["name"]), type(inner["pair"])) == (int, str, tuple)
+    assert type(next(iter(restored["ordered"][0]))) is int
+
+
+@pytest.mark.parametrize("value", [
+    {"name": "ünïcode ☃", "n": -3, "big": 10 ** 30, "r": 0.1, "flags": [True, False, None], "empty": {}, "l": []},
+    {"nan": float("nan"), "inf": [float("inf"), float("-inf")]},
+    [],
+    "just a string \u2028 with \"quotes\"",
+    3.5,
+    None,
+], ids=repr)
+def test_plain_values_are_written_exactly_as_plain_json_writes_them(value):
+    data = json_serializer.dumps(value)
+    assert data == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert json.dumps(json_serializer.loads(data)) == json.dumps(value)
+
+
+def test_a_cycle_through_plain_dicts_is_a_serialization_error():
+    cycle = {"a": [1, "two"]}
+    cycle["a"].append({"back": cycle})
+    with pytest.raises(SerializationError, match="cycle"):
+        json_serializer.dumps(cycle)
+
+
+def test_a_plain_value_nested_too_deeply_is_a_serialization_error():
+    deep = []
+    for _ in range(100000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        json_serializer.dumps(deep)
+
+
 def test_json_output_is_compact_utf8():
     assert json_serializer.dumps({"a": [1, 2], "é": "ü"}) == '{"a":[1,2],"é":"ü"}'.encode("utf-8")
 
