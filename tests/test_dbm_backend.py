@@ -259,22 +259,21 @@ def test_options(tmp_path):
     assert DBMBackend(data_dir=str(tmp_path / "a"), dbm_module="auto").module_name == "dumb"
 
 
-def test_module_of_an_existing_database_is_kept(tmp_path):
-    if not HAS_GNU:
-        pytest.skip("needs a second dbm module (dbm.gnu)")
-    DBMBackend(data_dir=str(tmp_path), dbm_module="dumb").close()
-    assert dbm.whichdb(str(tmp_path / "beaker.dbm")) == "dbm.dumb"
-    with pytest.raises(ConfigurationError, match="written by dbm.dumb"):
-        DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
-    assert DBMBackend(data_dir=str(tmp_path)).module_name == "dumb"
+# Tests of dbm.gnu exist only where this Python has it (the missing-module error is checked above): a test that
+# cannot apply here is not collected rather than skipped.
+if HAS_GNU:
+    def test_module_of_an_existing_database_is_kept(tmp_path):
+        DBMBackend(data_dir=str(tmp_path), dbm_module="dumb").close()
+        assert dbm.whichdb(str(tmp_path / "beaker.dbm")) == "dbm.dumb"
+        with pytest.raises(ConfigurationError, match="written by dbm.dumb"):
+            DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
+        assert DBMBackend(data_dir=str(tmp_path)).module_name == "dumb"
 
-
-@pytest.mark.skipif(not HAS_GNU, reason="this Python has no dbm.gnu")
-def test_gnu_module(tmp_path):
-    backend = DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
-    backend.set("k", b"v", ttl=0.3)
-    backend.set("keep", b"v")
-    assert backend.get("k") == b"v"
-    time.sleep(0.45)
-    assert backend.cleanup() == 1
-    assert list(backend.keys()) == ["keep"]
+    def test_gnu_module(tmp_path):
+        backend = DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
+        backend.set("k", b"v", ttl=0.3)
+        backend.set("keep", b"v")
+        assert backend.get("k") == b"v"
+        time.sleep(0.45)
+        assert backend.cleanup() == 1
+        assert list(backend.keys()) == ["keep"]
