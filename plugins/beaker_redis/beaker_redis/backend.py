@@ -16,8 +16,8 @@ from beaker_core.backends import Backend, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
 from .cluster import connect_cluster, is_cluster_url, parse_cluster_url
-from .connection import (Target, client_options, describe_client, freeze, parse_single_url, scrub, shared_clients,
-                         use_kernel_timeouts)
+from .connection import (Target, client_options, describe_client, direct_command, freeze, parse_single_url, scrub,
+                         shared_clients, use_kernel_timeouts)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
 # ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete.
@@ -151,11 +151,13 @@ class RedisBackend(Backend):
         self._errors = _redis_errors()  # evaluated only when an exception is raised: costs nothing on success
         self._get = self._client.get
         if self.cluster:
+            self._command = self._client.execute_command
             self._mget = self._client.mget_nonatomic
         else:
-            # MGET through execute_command: redis-py's mget wrapper adds a few microseconds per call (argument
-            # checks and an import), the bulk of what a two-key MGET costs over a GET
-            self._mget = functools.partial(self._client.execute_command, "MGET")
+            # the commands of a cache hit and of a session load and save skip redis-py's per-command overhead
+            # (see direct_command); a client passed in keeps its own execute_command (it may hold one connection)
+            self._command = self._client.execute_command if client is not None else direct_command(self._client)
+            self._mget = functools.partial(self._command, "MGET")
         self._scripts: dict[str, str] = {}
         from redis.exceptions import NoScriptError
         self._no_script = NoScriptError
@@ -218,10 +220,10 @@ class RedisBackend(Backend):
         if sha is None:
             sha = self._scripts[source] = hashlib.sha1(source.encode("utf-8")).hexdigest()
         try:
-            return self._client.evalsha(sha, len(keys), *keys, *args)
+            return self._command("EVALSHA", sha, len(keys), *keys, *args)
         except self._no_script:
             self._client.script_load(source)
-            return self._client.evalsha(sha, len(keys), *keys, *args)
+            return self._command("EVALSHA", sha, len(keys), *keys, *args)
 
     @property
     def client(self) -> Any:
@@ -372,11 +374,14 @@ class RedisBackend(Backend):
     def get_record(self, key: str) -> dict[str, bytes] | None:
         """Every field of the hash under ``key`` (``HGETALL``), or None when there is none."""
         try:
-            fields = self._client.hgetall(self._key(key))
+            fields = self._command("HGETALL", self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
         except self._errors as exc:
             raise self._error("HGETALL", exc) from exc
         if not fields:
             return None
+        if type(fields) is list:  # RESP2 as the connection parsed it: name, value, name, value...
+            names = iter(fields)
+            return {name.decode("utf-8", "surrogatepass"): value for name, value in zip(names, names)}
         return {name.decode("utf-8", "surrogatepass"): value for name, value in fields.items()}
 
     def merge_record(self, key: str, set_fields: dict[str, bytes], delete_fields: Iterable[str],

@@ -475,3 +475,61 @@ def test_scripts_are_loaded_again_after_the_server_forgot_them(store):
     assert RedisLock("job", backend=store).acquire(False) is True
     assert store.merge_record("rec", {"b": b"2"}, [], None, create=False) is True
     assert store.get_record("rec") == {"a": b"1", "b": b"2"}
+
+
+# -- the direct command path (MGET, HGETALL, EVALSHA) -------------------------------------------------------------
+
+def test_hot_commands_survive_connections_the_server_closed(store, raw, prefix):
+    """A connection the server dropped (idle timeout, CLIENT KILL, a restart) fails once; the command is sent again
+    on a new connection, so the caller sees no error."""
+    store.set("k", b"v")
+    store.merge_record("rec", {"a": b"1"}, [], None)
+    for operation, expected in ((lambda: store.get_many(["k", "absent"]), [b"v", None]),
+                                (lambda: store.get_record("rec"), {"a": b"1"}),
+                                (lambda: store.merge_record("rec", {"b": b"2"}, [], None, create=False), True)):
+        operation()  # a pooled connection exists
+        killed = raw.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        assert operation() == expected
+    assert store.get_record("rec") == {"a": b"1", "b": b"2"}
+
+
+def test_hot_commands_on_a_stopped_server_raise_backend_error_then_recover(server_factory):
+    server = server_factory.redis()
+    backend = RedisBackend(url=server.url)
+    backend.set("k", b"v")
+    backend.merge_record("rec", {"a": b"1"}, [], None)
+    server.kill()
+    for operation, name in ((lambda: backend.get_many(["k"]), "MGET"), (lambda: backend.get_record("rec"), "HGETALL"),
+                            (lambda: backend.merge_record("rec", {}, [], None), "merging a record")):
+        with pytest.raises(BackendError, match=f"127.0.0.1:{server.port}/0: {name} failed"):
+            operation()
+    server.restart()
+    backend.set("k", b"again")
+    assert backend.get_many(["k"]) == [b"again"]
+    backend.close()
+
+
+def test_hot_commands_time_out_once_without_a_second_wait():
+    from beaker_core.testing.servers import SilentServer
+    with SilentServer() as silent:
+        backend = RedisBackend(url=f"redis://{silent.address}/0", socket_timeout=0.5)
+        for operation, name in ((lambda: backend.get_many(["k", "l"]), "MGET"),
+                                (lambda: backend.get_record("rec"), "HGETALL")):
+            started = time.monotonic()
+            with pytest.raises(BackendError, match=f"{name} failed: no reply"):
+                operation()
+            assert time.monotonic() - started < 0.5 * 2  # one timeout, not a retry that waits again
+        backend.close()
+
+
+def test_a_client_passed_in_keeps_its_own_connection(redis_server, prefix):
+    client = redis.Redis.from_url(redis_server.url, single_connection_client=True)
+    backend = RedisBackend(client=client, prefix=prefix)
+    backend.set("k", b"v")
+    assert backend.get_many(["k", "absent"]) == [b"v", None]
+    assert backend.merge_record("rec", {"a": b"1"}, [], None) is True
+    assert backend.get_record("rec") == {"a": b"1"}
+    assert client.connection_pool._created_connections == 1  # everything went through the client's one connection
+    backend.close()
+    client.close()
