@@ -38,6 +38,8 @@ class Session(_BaseSession):
     data_dir=..., key=..., timeout=..., secret=..., ...)`` (see :mod:`beaker_core.session_config`).
     """
 
+    _seen = None  # what the store read at load, handed back at save (see beaker_core.session_store)
+
     def __init__(self, request: Any, id: str | None = None, invalidate_corrupt: Any = None, use_cookies: bool = True,
                  *, _config: SessionConfig | None = None, **options: Any):
         if _config is None:
@@ -99,7 +101,9 @@ class Session(_BaseSession):
             return False
         if record is None:
             return False
-        created, accessed, data = record
+        created, accessed, data = record[0], record[1], record[2]
+        if len(record) > 3:
+            self._seen = record[3]
         if config.absolute_timeout is not None and _time() - created >= config.absolute_timeout:
             self._store.delete(session_id)
             self.was_invalidated = True
@@ -117,6 +121,8 @@ class Session(_BaseSession):
             record = self._store.load(self.id)
             if record is not None:
                 dict.update(self, record[2])
+                if len(record) > 3:
+                    self._seen = record[3]
 
     @property
     def namespace(self) -> Any:
@@ -158,7 +164,7 @@ class Session(_BaseSession):
                     deleted.append(key)
             if self._full or config.auto:
                 set_items = dict(self)
-            if not self._store.update(self.id, self.created, now, set_items, deleted, ttl, self._held_lock):
+            if not self._store.update(self.id, self.created, now, set_items, deleted, ttl, self._held_lock, self._seen):
                 log.info("session %s ended while a request was changing it; its changes are dropped", self.id[:8])
             elif config.sliding_cookie:
                 self._send_cookie = True

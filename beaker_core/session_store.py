@@ -18,13 +18,24 @@ different keys of one session both keep their change:
   :mod:`beaker_core.backends`): each key of the session is a field of the record, serialized on its own, and a save
   is one ``merge_record`` call that sets and deletes exactly this request's fields: no lock, no re-read.
 
+A :class:`BlobStore` load also returns what it read, ``seen``: the stored bytes and the data decoded from them. The
+session passes it back to ``update``, and when the bytes read again at save time are the same bytes, the merge starts
+from the data decoded at load instead of decoding them again: equal bytes decode to equal data, so the result is the
+same, and nothing is lost as the comparison runs where the re-read did (under the lock or inside the atomic update).
+This holds only while the data decoded at load is as it was decoded: the merge copies it, the session copies it into
+its own dict, and a value the request may have changed in place (a list, a dict, anything not immutable) and does
+not write again sends the merge back to decoding the bytes.
+
 A record that vanished between load and save (the session expired, or another request deleted or invalidated it)
 is not brought back: the save is dropped, as the session it belonged to is over.
 """
 from __future__ import annotations
 
 import copy
+import datetime
+import decimal
 import json
+import uuid
 from typing import Any, Iterable
 
 from .exceptions import SerializationError
@@ -38,8 +49,12 @@ def _own(value: Any) -> Any:
     return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
-#: a loaded record: ``(created, accessed, data)``
+#: a loaded record: ``(created, accessed, data)``, or ``(created, accessed, data, seen)`` (see the module docstring)
 Record = tuple
+
+# the types of the values a decoded record holds that no request can change in place
+_UNCHANGEABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, datetime.time,
+                           datetime.timedelta, uuid.UUID, decimal.Decimal})
 
 
 def _check_record(value: Any) -> Record:
@@ -71,43 +86,43 @@ class BlobStore:
 
     def load(self, session_id: str) -> Record | None:
         raw = self.backend.get(KEY_PREFIX + session_id)
-        return None if raw is None else self._decode(raw)
+        if raw is None:
+            return None
+        created, accessed, data = self._decode(raw)
+        return created, accessed, data, (raw, data)
 
     def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
         self.backend.set(KEY_PREFIX + session_id, self._encode(created, now, data), ttl)
 
     def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None, held_lock: Any = None) -> bool:
-        """Apply one request's changes to the stored record; False if the record is gone."""
+               ttl: float | None, held_lock: Any = None, seen: Any = None) -> bool:
+        """Apply one request's changes to the stored record; False if the record is gone. ``seen`` is the fourth
+        item of what :meth:`load` returned, or None."""
         if held_lock is not None:
-            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl, seen)
         if self.config.atomic_update:
-            return self._merge_atomically(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+            def change(raw: Any) -> bytes | None:
+                if raw is None:
+                    return None
+                return self._encode(created, now, self._merged(raw, seen, set_items, deleted))
+            return bool(self.backend.update(KEY_PREFIX + session_id, change, ttl))
         with self.config.lock(session_id):
-            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
+            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl, seen)
 
-    def _merge_atomically(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
-                          ttl: float | None) -> bool:
-        def change(raw: Any) -> bytes | None:
-            if raw is None:
-                return None
-            try:
-                data = self._decode(raw)[2]
-            except SerializationError:
-                if not self.config.invalidate_corrupt:
-                    raise
-                data = {}
-            for name in deleted:
-                data.pop(name, None)
-            data.update(set_items)
-            return self._encode(created, now, data)
-        return bool(self.backend.update(key, change, ttl))
-
-    def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None) -> bool:
-        raw = self.backend.get(key)
-        if raw is None:
-            return False
+    def _merged(self, raw: Any, seen: Any, set_items: dict, deleted: Iterable) -> dict:
+        """The stored data ``raw`` with one request's changes applied (a new dict)."""
+        if seen is not None and raw == seen[0]:
+            loaded = seen[1]
+            unchangeable = _UNCHANGEABLE
+            for name, value in loaded.items():
+                if type(value) not in unchangeable and name not in set_items:
+                    break  # may have been changed in place since it was decoded
+            else:
+                data = dict(loaded)
+                for name in deleted:
+                    data.pop(name, None)
+                data.update(set_items)
+                return data
         try:
             data = self._decode(raw)[2]
         except SerializationError:
@@ -117,7 +132,14 @@ class BlobStore:
         for name in deleted:
             data.pop(name, None)
         data.update(set_items)
-        self.backend.set(key, self._encode(created, now, data), ttl)
+        return data
+
+    def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
+               ttl: float | None, seen: Any = None) -> bool:
+        raw = self.backend.get(key)
+        if raw is None:
+            return False
+        self.backend.set(key, self._encode(created, now, self._merged(raw, seen, set_items, deleted)), ttl)
         return True
 
     def touch(self, session_id: str, ttl: float | None) -> None:
@@ -146,21 +168,14 @@ class ObjectStore(BlobStore):
         self.backend.set(KEY_PREFIX + session_id, (created, now, owned), ttl)
 
     def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None, held_lock: Any = None) -> bool:
-        if held_lock is not None:
-            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
-        with self.config.lock(session_id):
-            return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
-
-    def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None, held_lock: Any = None) -> bool:
+               ttl: float | None, held_lock: Any = None, seen: Any = None) -> bool:
         if held_lock is not None:
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
         with self.config.lock(session_id):  # an in-process lock: the data lives in this process
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
 
     def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None) -> bool:
+               ttl: float | None, seen: Any = None) -> bool:
         stored = self.backend.get(key)
         if stored is None:
             return False
@@ -221,7 +236,7 @@ class RecordStore(BlobStore):
         self.backend.merge_record(KEY_PREFIX + session_id, self._fields(now, data, created), [], ttl, create=True)
 
     def update(self, session_id: str, created: float, now: float, set_items: dict, deleted: Iterable,
-               ttl: float | None, held_lock: Any = None) -> bool:
+               ttl: float | None, held_lock: Any = None, seen: Any = None) -> bool:
         return bool(self.backend.merge_record(KEY_PREFIX + session_id, self._fields(now, set_items),
                                               [_field(name) for name in deleted], ttl, create=False))
 
