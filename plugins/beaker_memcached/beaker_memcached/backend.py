@@ -22,6 +22,8 @@ DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
 ITEM_OVERHEAD = 512
 _THIRTY_DAYS = 30 * 24 * 3600  # memcached reads a larger expiry as an absolute unix time
 _GET_BATCH = 100
+#: mapped keys remembered per backend (the namespace's generation key is asked for on every cache read)
+_MAPPED_KEYS_KEPT = 1024
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 
 
@@ -93,12 +95,21 @@ class MemcachedBackend(Backend):
         }
         self._ring = Ring([Node(address, client_options, self.timeout) for address in self.servers])
         self._errors = _memcache_errors()  # evaluated only when an exception is raised: free on success
+        self._mapped_keys: dict[str, str] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
 
     def _locate(self, key: str) -> tuple[str, Node]:
         mapped = map_key(self.prefix, key)
         return mapped, self._ring.node(mapped)
+
+    def _map(self, key: str) -> str:
+        """``map_key`` of ``key``, remembered: a cache read asks for its namespace's generation key every time."""
+        mapped_keys = self._mapped_keys
+        if len(mapped_keys) >= _MAPPED_KEYS_KEPT:
+            mapped_keys.clear()
+        mapped = mapped_keys[key] = map_key(self.prefix, key)
+        return mapped
 
     @staticmethod
     def _expire(ttl: float | None) -> int:
@@ -172,8 +183,8 @@ class MemcachedBackend(Backend):
         return value
 
     def get_many(self, keys: Iterable[str]) -> list[Any]:
-        prefix = self.prefix
-        mapped = [map_key(prefix, key) for key in keys]
+        known = self._mapped_keys.get
+        mapped = [known(key) or self._map(key) for key in keys]
         if not mapped:
             return []
         single = self._ring.single
@@ -183,7 +194,7 @@ class MemcachedBackend(Backend):
             except self._errors as exc:
                 self._degrade(single, "reading", exc, None)
                 return [None] * len(mapped)
-            return [found.get(item) for item in mapped]
+            return list(map(found.get, mapped))
         found = {}
         for node, group in self._ring.group(list(dict.fromkeys(mapped))).items():
             if node.down_until and node.skipped():

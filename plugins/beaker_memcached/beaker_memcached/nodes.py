@@ -144,6 +144,13 @@ def client_class() -> Any:
                 if self.io_timeout and not set_io_timeout(self.sock, self.io_timeout):
                     self.sock.settimeout(self.io_timeout)
 
+            def check_key(self, key: Any, key_prefix: bytes) -> bytes:
+                # every key reaches this client through map_key, which already made it a valid memcached key
+                # (printable ASCII, no spaces, at most 250 bytes): pymemcache's own check would only repeat it
+                if type(key) is str:
+                    key = key.encode("ascii")
+                return key_prefix + key if key_prefix else key
+
         _client_class = KernelTimeoutClient
     return _client_class
 

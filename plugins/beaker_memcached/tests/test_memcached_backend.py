@@ -145,6 +145,19 @@ def test_keys_never_collide(store):
     assert all(len(item) <= 250 and item.isascii() and " " not in item for item in mapped)
 
 
+
+def test_remembered_key_mappings_stay_right_past_the_memo_size(store, raw, prefix):
+    from beaker_memcached.backend import _MAPPED_KEYS_KEPT
+    keys = [f"k{index}" if index % 3 else f"with space {index}" for index in range(_MAPPED_KEYS_KEPT * 2 + 7)]
+    store.set_many({key: key.encode() for key in keys})
+    for start in range(0, len(keys), 50):  # read twice, so that later reads take remembered mappings
+        batch = keys[start:start + 50]
+        assert store.get_many(batch) == [key.encode() for key in batch]
+        assert store.get_many(batch) == [key.encode() for key in batch]
+    assert len(store._mapped_keys) <= _MAPPED_KEYS_KEPT
+    assert raw.get(prefix + "k1") == b"k1"  # a remembered plain key is still stored as it is
+    assert raw.get(prefix + HASHED_MARK + hashlib.sha256(b"with space 0").hexdigest()) == b"with space 0"
+
 def test_no_enumeration_and_never_a_flush(store, raw, prefix):
     raw.set("another-application", b"precious")
     store.set("mine", b"v")
