@@ -214,6 +214,50 @@ def test_file_format(backend):
     assert backend.get("key") == b"third"
 
 
+def test_a_slot_written_by_the_documented_layout_reads_back(backend):
+    """The entry checksum is the crc32 of the key continued over the value (``zlib.crc32(value, zlib.crc32(key))``),
+    one number over both: a file written that way by hand is read, and the backend writes the same bytes."""
+    backend.set("key", b"first")
+    path = backend._path("key")[1]
+    key, value, expires = b"key", b"written by hand", time.time() + 100
+    fields = struct.pack(">IQBdIQ", zlib.crc32(value, zlib.crc32(key)), 7, 1, expires, len(key), len(value))
+    slot = struct.pack(">I", zlib.crc32(fields)) + fields + key + value
+    assert slot == encode_slot(7, key, value, expires)
+    overwrite(path, slot_offset(1), slot)
+    assert backend.get("key") == value
+    backend.set("key", b"next")
+    assert slots_of(path)[1] == [(8, b"key", b"next"), (7, b"key", value)]
+
+
+def test_keys_of_a_str_subclass_name_the_same_file(backend):
+    class Key(str):
+        pass
+
+    backend.set(Key("key"), b"value")
+    assert backend.get("key") == b"value"
+    backend.set("other", b"1")
+    assert backend.get(Key("other")) == b"1"
+    assert data_files(backend.data_dir) == sorted([backend._path("key")[1], backend._path("other")[1]])
+
+
+@pytest.mark.parametrize("key", [b"bytes", 5, None, ["a", "list"]], ids=repr)
+def test_a_key_that_is_not_a_str_is_a_clear_error(backend, key):
+    with pytest.raises(TypeError, match="keys must be str"):
+        backend.get(key)
+    with pytest.raises(TypeError, match="keys must be str"):
+        backend.set(key, b"value")
+
+
+def test_the_memo_of_key_paths_stays_bounded(backend):
+    from beaker_core.backends.file import _PATH_MEMO_SIZE
+
+    for number in range(_PATH_MEMO_SIZE * 2 + 10):
+        backend._path(f"key {number}")
+    assert 0 < len(backend._paths) <= _PATH_MEMO_SIZE
+    raw_key, path = backend._path("key 3")
+    assert raw_key == b"key 3" and path.endswith(hashlib.sha256(b"key 3").hexdigest())
+
+
 def test_slot_grows_and_shrinks_with_the_value(backend):
     backend.set("key", b"s")
     path = backend._path("key")[1]

@@ -84,6 +84,7 @@ _UNUSED = 2
 _MIN_SLOT = 512
 _SHRINK_ABOVE = 4096  # a slot larger than this is shrunk when a version uses less than a quarter of it
 _FIRST_READ = 65536
+_PATH_MEMO_SIZE = 1024
 _READ_ATTEMPTS = 2  # lock-free reads of a file with a damaged slot before reading under a shared lock
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 300.0
@@ -135,9 +136,10 @@ def _mode_option(value: Any) -> int | None:
 
 def encode_slot(sequence: int, raw_key: bytes, value: bytes, expires: float | None, flags: int = 0) -> bytes:
     """A slot's used bytes: one version of the entry."""
-    fields = _FIELDS.pack(zlib.crc32(value, zlib.crc32(raw_key)), sequence,
-                          flags | (0 if expires is None else _HAS_DEADLINE), expires or 0.0, len(raw_key), len(value))
-    return b"".join((_CRC.pack(zlib.crc32(fields)), fields, raw_key, value))
+    body = raw_key + value
+    fields = _FIELDS.pack(zlib.crc32(body), sequence, flags | (0 if expires is None else _HAS_DEADLINE),
+                          expires or 0.0, len(raw_key), len(value))
+    return b"".join((_CRC.pack(zlib.crc32(fields)), fields, body))
 
 
 _UNUSED_SLOT = encode_slot(0, b"", b"", None, _UNUSED)
@@ -200,18 +202,24 @@ def _entry(data: bytes, fd: int | None, size: int, head: tuple) -> tuple[bytes, 
         buf, at = os.pread(fd, length, at), 0
         if len(buf) < length:
             return None
-    raw_key, value = buf[at:at + key_length], buf[at + key_length:at + length]
-    if zlib.crc32(value, zlib.crc32(raw_key)) != checksum:
+    # key and value follow each other: one checksum over both (the crc of the key continued over the value)
+    body = buf[at:at + length]  # no copy when buf was read for this entry alone
+    if zlib.crc32(body) != checksum:
         return None
-    return raw_key, value, expires if flags else None
+    return body[:key_length], body[key_length:], expires if flags else None
 
 
 def _newest(read: tuple, fd: int | None) -> tuple[int, tuple] | None:
     """``(slot index, entry)`` of the whole version with the highest sequence, or None when there is none."""
-    data, size, heads = read
-    order = sorted((index for index in (0, 1) if heads[index] is not None), key=lambda index: -heads[index][2])
+    data, size, (first, second) = read
+    if first is None:
+        order = () if second is None else (1,)
+    elif second is None:
+        order = (0,)
+    else:
+        order = (1, 0) if second[2] > first[2] else (0, 1)
     for index in order:
-        entry = _entry(data, fd, size, heads[index])
+        entry = _entry(data, fd, size, read[2][index])
         if entry is not None:
             return index, entry
     return None
@@ -238,10 +246,13 @@ def _read(fd: int) -> tuple[bytes, int, list] | None:
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+    written = os.pwrite(fd, data, offset)
+    if written < len(data):  # rare: a signal, a full disk on the way
+        view = memoryview(data)[written:]
+        offset += written
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
 
 
 class FileBackend(Backend):
@@ -262,6 +273,9 @@ class FileBackend(Backend):
         self.file_mode = _mode_option(file_mode)
         self.fsync = coerce_bool("fsync", fsync)
         self._root = os.path.join(self.data_dir, "")
+        # key -> (raw key, path): a session's key is hashed at load and again at save; a bounded memo, emptied
+        # when full
+        self._paths: dict[str, tuple[bytes, str]] = {}
         try:
             os.makedirs(self.data_dir, exist_ok=True)
         except OSError as exc:
@@ -270,11 +284,21 @@ class FileBackend(Backend):
     # -- paths and errors ------------------------------------------------------------------------------------------
 
     def _path(self, key: str) -> tuple[bytes, str]:
-        if not isinstance(key, str):
+        exact = type(key) is str  # only exact str keys are memoized: a subclass may hash or encode otherwise
+        if exact:
+            known = self._paths.get(key)
+            if known is not None:
+                return known
+        elif not isinstance(key, str):
             raise TypeError(f"keys must be str, not {type(key).__name__}")
         raw_key = key.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(raw_key).hexdigest()
-        return raw_key, f"{self._root}{digest[:2]}{os.sep}{digest[2:4]}{os.sep}{digest}"
+        known = raw_key, f"{self._root}{digest[:2]}{os.sep}{digest[2:4]}{os.sep}{digest}"
+        if exact:
+            if len(self._paths) >= _PATH_MEMO_SIZE:
+                self._paths.clear()
+            self._paths[key] = known
+        return known
 
     def _error(self, action: str, path: str, exc: OSError) -> BackendError:
         return BackendError(f"file backend at {self.data_dir}: cannot {action} {path}: {exc.strerror or exc}")
@@ -428,7 +452,6 @@ class FileBackend(Backend):
         it is, or ``_DELETE`` to remove it; ``result`` is returned. ``change`` is called again if the file was
         replaced while this call waited for it.
         """
-        directory = os.path.dirname(path)
         temp = None
         try:
             while True:
@@ -443,7 +466,7 @@ class FileBackend(Backend):
                     if new is None or (held is None and new is _DELETE):
                         return result
                     if held is None:
-                        temp = self._write_temp(directory, raw_key, *new)
+                        temp = self._write_temp(os.path.dirname(path), raw_key, *new)
                         try:
                             os.link(temp, path)
                         except FileExistsError:
@@ -453,7 +476,7 @@ class FileBackend(Backend):
                         if own or found is None:  # another key's file stays
                             os.unlink(path)
                     elif not (own and held[1] and self._write_in_place(held[0], held[2], raw_key, *new)):
-                        temp = self._write_temp(directory, raw_key, *new)
+                        temp = self._write_temp(os.path.dirname(path), raw_key, *new)
                         os.replace(temp, path)
                         temp = None
                     return result
@@ -486,6 +509,8 @@ class FileBackend(Backend):
 
     @staticmethod
     def _check_value(key: str, value: Any) -> bytes:
+        if type(value) is bytes:
+            return value
         if isinstance(value, (bytes, bytearray, memoryview)):
             return bytes(value)
         raise TypeError(f"the file backend stores bytes, not {type(value).__name__} (key {key!r})")
