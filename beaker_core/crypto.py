@@ -82,14 +82,20 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64decode(text: str) -> bytes | None:
-    """Unpadded base64url to bytes, or None if ``text`` is not exactly that (no stray characters skipped)."""
+    """Unpadded base64url to bytes, or None if ``text`` is not exactly the canonical encoding of some bytes.
+
+    Canonical matters: the last character of an unpadded encoding carries bits that decoding ignores, so several
+    texts decode to the same bytes. Only the one ``b64encode`` writes is accepted, so that a cookie changed in any
+    character is a different cookie.
+    """
     if not _B64URL.fullmatch(text):
         return None
     try:
         raw = text.encode("ascii")
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        data = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
     except (UnicodeEncodeError, binascii.Error, ValueError):
         return None
+    return data if b64encode(data) == text else None
 
 
 class Signer:

@@ -221,3 +221,15 @@ def test_signed_cookie_signs_verifies_and_rotates():
     assert SignedCookie(NEW, input=f"sid={signed}")["sid"].value is InvalidSignature
     assert not InvalidSignature
     assert SignedCookie(OLD, input="sid=value-1")["sid"].value is InvalidSignature
+
+
+def test_only_the_canonical_base64_of_a_cookie_is_accepted():
+    """The last character of unpadded base64 has bits decoding ignores: a cookie differing only there is refused."""
+    from beaker_core.crypto import b64decode, b64encode
+    for data in (b"\x00", b"ab", b"\xff\xfe\xfd\xfc\xfb"):
+        text = b64encode(data)
+        assert b64decode(text) == data
+        for replacement in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+            altered = text[:-1] + replacement
+            if altered != text:
+                assert b64decode(altered) != data, (text, altered)
