@@ -339,3 +339,35 @@ def request_in_process(config: dict, path: str, cookie: str) -> Any:
     """Run one request through a fresh middleware in this process and return its JSON answer (for worker
     processes: the session config must be picklable)."""
     return WSGIClient(SessionMiddleware(session_app, config)).json(path, cookie=cookie)
+
+
+def assert_quickstart_counts_over_http(config: dict) -> None:
+    """Beaker's quickstart served by a real HTTP server to a client that keeps cookies: the counter goes 1, 2, 3
+    without ``save()``, and a client without the cookie gets a session of its own."""
+    import http.cookiejar
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    def counter_app(environ, start_response):
+        session = environ["beaker.session"]
+        session["counter"] = session.get("counter", 0) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(session["counter"]).encode()]
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, SessionMiddleware(counter_app, config), handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        url = f"http://127.0.0.1:{server.server_port}/"
+        assert [browser.open(url, timeout=10).read() for _ in range(3)] == [b"1", b"2", b"3"]
+        stranger = urllib.request.build_opener()  # no cookies: a session of its own
+        assert stranger.open(url, timeout=10).read() == b"1"
+        assert browser.open(url, timeout=10).read() == b"4"
+    finally:
+        server.shutdown()
+        server.server_close()
