@@ -9,12 +9,46 @@ that reaches the server). ``expire`` bounds how long a distributed lock survives
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from ..exceptions import ConfigurationError, LockTimeout
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EXPIRE = 30.0
+
+
+class Backoff:
+    """The waits between attempts to take a lock that is held elsewhere: 1 ms, doubling up to 50 ms, never past
+    the caller's timeout. Every polling lock (file, redis, memcached) waits the same way through it::
+
+        backoff = Backoff(blocking, timeout)
+        while not try_once():
+            if not backoff.wait():
+                return False
+    """
+
+    first = 0.001
+    longest = 0.05
+
+    def __init__(self, blocking: bool, timeout: float | None):
+        self.blocking = blocking
+        self.deadline = time.monotonic() + max(timeout, 0) if blocking and timeout is not None else None
+        self.sleep = self.first
+
+    def wait(self) -> bool:
+        """Sleep before the next attempt; False when the caller should give up instead."""
+        if not self.blocking:
+            return False
+        sleep = self.sleep
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            sleep = min(sleep, remaining)
+        time.sleep(sleep)
+        self.sleep = min(self.sleep * 2, self.longest)
+        return True
 
 
 class Lock:

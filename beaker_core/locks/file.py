@@ -23,16 +23,13 @@ import hashlib
 import math
 import os
 import threading
-import time
 from typing import Any
 
 from ..backends.file import directory_option, fcntl, require_flock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_float, unknown_options
-from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
+from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
 
-_FIRST_SLEEP = 0.001
-_MAX_SLEEP = 0.05
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -107,8 +104,7 @@ class FileLock(Lock):
         """Take the lock; wait up to ``timeout`` seconds (forever if None) unless ``blocking`` is false."""
         if timeout is not None:
             timeout = _seconds("timeout", timeout)
-        give_up = None if timeout is None else time.monotonic() + timeout
-        sleep = _FIRST_SLEEP
+        backoff = Backoff(blocking, timeout)
         fd = None
         try:
             while True:
@@ -123,13 +119,8 @@ class FileLock(Lock):
                     os.close(fd)
                     fd = None
                     continue
-                if not blocking:
+                if not backoff.wait():
                     return False
-                now = time.monotonic()
-                if give_up is not None and now >= give_up:
-                    return False
-                time.sleep(sleep if give_up is None else min(sleep, give_up - now))
-                sleep = min(sleep * 2, _MAX_SLEEP)
         except OSError as exc:
             raise BackendError(f"file lock {self.name!r}: cannot lock {self.path}: {exc.strerror or exc}") from exc
         finally:

@@ -26,11 +26,10 @@ import logging
 import math
 import secrets
 import threading
-import time
 from typing import Any
 
 from beaker_core.exceptions import BackendError, ConfigurationError
-from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
+from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
 from beaker_core.util import coerce_float
 
 from .backend import MemcachedBackend
@@ -38,8 +37,6 @@ from .backend import MemcachedBackend
 log = logging.getLogger(__name__)
 
 LOCK_MARK = "beaker-lock:"
-_FIRST_SLEEP = 0.001
-_MAX_SLEEP = 0.05
 _TOMBSTONE = b"released"
 _DEGRADED: Any = object()  # the token of a lock granted without exclusion while its server was down
 
@@ -114,8 +111,7 @@ class MemcachedLock(Lock):
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         token = secrets.token_hex(16).encode("ascii")
-        deadline = time.monotonic() + max(timeout, 0) if blocking and timeout is not None else None
-        sleep = _FIRST_SLEEP
+        backoff = Backoff(blocking, timeout)
         while True:
             if self._node.down_until and self._node.skipped():
                 return self._degraded(None)
@@ -127,15 +123,8 @@ class MemcachedLock(Lock):
                 with self._guard:
                     self._token = token
                 return True
-            if not blocking:
+            if not backoff.wait():
                 return False
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                sleep = min(sleep, remaining)
-            time.sleep(sleep)
-            sleep = min(sleep * 2, _MAX_SLEEP)
 
     def release(self) -> None:
         with self._guard:

@@ -20,11 +20,10 @@ import logging
 import math
 import secrets
 import threading
-import time
 from typing import Any
 
 from beaker_core.exceptions import ConfigurationError
-from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Lock
+from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
 from beaker_core.util import coerce_float
 
 from .backend import RedisBackend
@@ -32,8 +31,6 @@ from .backend import RedisBackend
 log = logging.getLogger(__name__)
 
 LOCK_MARK = "beaker-lock:"
-_FIRST_SLEEP = 0.001
-_MAX_SLEEP = 0.05
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -91,8 +88,7 @@ class RedisLock(Lock):
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         token = secrets.token_hex(16).encode("ascii")
         client = self.backend.client
-        deadline = time.monotonic() + max(timeout, 0) if blocking and timeout is not None else None
-        sleep = _FIRST_SLEEP
+        backoff = Backoff(blocking, timeout)
         while True:
             try:
                 taken = client.set(self._key, token, nx=True, px=self._expire_ms)
@@ -102,15 +98,8 @@ class RedisLock(Lock):
                 with self._guard:
                     self._token = token
                 return True
-            if not blocking:
+            if not backoff.wait():
                 return False
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                sleep = min(sleep, remaining)
-            time.sleep(sleep)
-            sleep = min(sleep * 2, _MAX_SLEEP)
 
     def release(self) -> None:
         with self._guard:
