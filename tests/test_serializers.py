@@ -156,6 +156,24 @@ def test_corrupt_data_raises_serialization_error(data):
         json_serializer.loads(data)
 
 
+@pytest.mark.parametrize("data, expected", [
+    (b' {"a": 1} ', {"a": 1}),                          # whitespace around the document
+    (b'\n[1, 2]\n', [1, 2]),
+    (b'NaN', "nan"),
+    (b'"text"', "text"),
+    (b'0', 0),
+])
+def test_json_written_by_others_is_read_like_json_loads_reads_it(data, expected):
+    value = json_serializer.loads(data)
+    assert (str(value) if expected == "nan" else value) == expected
+
+
+@pytest.mark.parametrize("data", [b'{"a":1}x', b'{"a":1} {"b":2}', b'', b' ', b'[1,', b'{"a":1', b'x'])
+def test_trailing_or_missing_data_is_a_serialization_error_saying_where(data):
+    with pytest.raises(SerializationError, match="line 1 column"):
+        json_serializer.loads(data)
+
+
 def test_loads_accepts_bytes_like_objects():
     data = json_serializer.dumps({"a": (1,)})
     assert json_serializer.loads(bytearray(data)) == {"a": (1,)}

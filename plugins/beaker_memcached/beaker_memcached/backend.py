@@ -95,7 +95,7 @@ class MemcachedBackend(Backend):
         }
         self._ring = Ring([Node(address, client_options, self.timeout) for address in self.servers])
         self._errors = _memcache_errors()  # evaluated only when an exception is raised: free on success
-        self._mapped_keys: dict[str, str] = {}
+        self._mapped_keys: dict[str, bytes] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
 
@@ -103,12 +103,13 @@ class MemcachedBackend(Backend):
         mapped = map_key(self.prefix, key)
         return mapped, self._ring.node(mapped)
 
-    def _map(self, key: str) -> str:
-        """``map_key`` of ``key``, remembered: a cache read asks for its namespace's generation key every time."""
+    def _map(self, key: str) -> bytes:
+        """``map_key`` of ``key`` as the bytes sent, remembered: a cache read asks for its namespace's generation
+        key every time."""
         mapped_keys = self._mapped_keys
         if len(mapped_keys) >= _MAPPED_KEYS_KEPT:
             mapped_keys.clear()
-        mapped = mapped_keys[key] = map_key(self.prefix, key)
+        mapped = mapped_keys[key] = map_key(self.prefix, key).encode("ascii")
         return mapped
 
     @staticmethod
@@ -190,20 +191,22 @@ class MemcachedBackend(Backend):
         single = self._ring.single
         if single is not None and not single.down_until and len(mapped) <= _GET_BATCH:
             try:  # the common case, kept short: one server, one round trip
-                found = single.client().get_many(mapped)
+                found = single.client().get_values(b"get " + b" ".join(mapped) + b"\r\n")
             except self._errors as exc:
                 self._degrade(single, "reading", exc, None)
                 return [None] * len(mapped)
             return list(map(found.get, mapped))
         found = {}
-        for node, group in self._ring.group(list(dict.fromkeys(mapped))).items():
+        by_text = {item.decode("ascii"): item for item in mapped}
+        for node, group in self._ring.group(list(by_text)).items():
             if node.down_until and node.skipped():
                 self._degrade(node, "reading", None, None)
                 continue
             try:
                 client = node.client()
                 for start in range(0, len(group), _GET_BATCH):
-                    found.update(client.get_many(group[start:start + _GET_BATCH]))
+                    batch = [by_text[item] for item in group[start:start + _GET_BATCH]]
+                    found.update(client.get_values(b"get " + b" ".join(batch) + b"\r\n"))
             except self._errors as exc:
                 self._degrade(node, "reading", exc, None)
                 continue

@@ -151,8 +151,108 @@ def client_class() -> Any:
                     key = key.encode("ascii")
                 return key_prefix + key if key_prefix else key
 
+            def get_values(self, request: bytes) -> dict[bytes, bytes]:
+                """Send ``request`` (a whole ``get k1 k2 ...\r\n`` line) and return the values found, by key.
+
+                The read path of a cache hit, kept short: one ``sendall`` and usually one ``recv``, the reply
+                parsed by the lengths it announces. It uses this client's own socket and leaves it as pymemcache
+                expects it between commands (nothing left unread); on any error the socket is closed first, as
+                pymemcache does, so a half-read reply never reaches the next command.
+                """
+                if self.sock is None:
+                    self._connect()
+                sock = self.sock
+                try:
+                    sock.sendall(request)
+                    return read_values(sock, sock.recv(_RECV_SIZE))
+                except BaseException:
+                    self.close()
+                    raise
+
         _client_class = KernelTimeoutClient
     return _client_class
+
+
+_RECV_SIZE = 4096
+
+
+def read_values(sock: Any, data: bytes) -> dict[bytes, bytes]:
+    """Parse the reply to a ``get`` of text protocol memcached: ``VALUE <key> <flags> <bytes>[ <cas>]\r\n`` then
+    the data and ``\r\n``, for each key found, then ``END\r\n``. ``data`` is what was read so far from ``sock``,
+    which is read again while the reply is incomplete. Flags are ignored (every value is stored as bytes with
+    flags 0).
+
+    Raises pymemcache's errors for what the server says instead (``ERROR``, ``CLIENT_ERROR``, ``SERVER_ERROR``),
+    for a reply that is not the protocol, and for a connection closed before ``END``.
+    """
+    values: dict[bytes, bytes] = {}
+    position = 0
+    while True:
+        line_end = data.find(b"\r\n", position)
+        while line_end < 0:
+            data = _more(sock, data, 0)
+            line_end = data.find(b"\r\n", position)
+        fields = data[position:line_end].split(b" ")
+        if fields[0] != b"VALUE":
+            if line_end == position + 3 and fields[0] == b"END":
+                if line_end + 2 != len(data):
+                    _protocol_error(f"{len(data) - line_end - 2} unexpected bytes after END")
+                return values
+            _server_error(data[position:line_end])
+        try:
+            size = int(fields[3])
+        except (IndexError, ValueError):
+            size = -1
+        if size < 0 or len(fields) > 5:
+            _protocol_error(f"malformed VALUE line {data[position:line_end][:300]!r}")
+        start = line_end + 2
+        end = start + size
+        if len(data) < end + 2:
+            data = _more(sock, data, end + 2 - len(data))
+        if data[end:end + 2] != b"\r\n":
+            _protocol_error(f"the value of {fields[1][:300]!r} is not followed by CRLF")
+        values[fields[1]] = data[start:end]
+        position = end + 2
+
+
+def _more(sock: Any, data: bytes, missing: int) -> bytes:
+    """``data`` and what comes next from ``sock``: at least ``missing`` more bytes, or at least one byte when 0."""
+    if missing <= _RECV_SIZE:
+        chunk = sock.recv(_RECV_SIZE)
+        if not chunk:
+            _closed()
+        return data + chunk if len(chunk) >= missing else _more(sock, data + chunk, missing - len(chunk))
+    buffer = bytearray(missing)  # a large value: read it in place rather than concatenating chunks
+    view = memoryview(buffer)
+    filled = 0
+    while filled < missing:
+        count = sock.recv_into(view[filled:])
+        if not count:
+            _closed()
+        filled += count
+    return data + buffer
+
+
+def _closed() -> None:
+    from pymemcache.exceptions import MemcacheUnexpectedCloseError
+    raise MemcacheUnexpectedCloseError()
+
+
+def _server_error(line: bytes) -> None:
+    from pymemcache.exceptions import MemcacheClientError, MemcacheServerError, MemcacheUnknownCommandError
+    text = line.decode("ascii", "replace")[:300]
+    if line.startswith(b"SERVER_ERROR"):
+        raise MemcacheServerError(text)
+    if line.startswith(b"CLIENT_ERROR"):
+        raise MemcacheClientError(text)
+    if line == b"ERROR":
+        raise MemcacheUnknownCommandError(text)
+    _protocol_error(f"unexpected reply line {text!r}")
+
+
+def _protocol_error(detail: str) -> None:
+    from pymemcache.exceptions import MemcacheUnknownError
+    raise MemcacheUnknownError(f"memcached reply not understood: {detail}")
 
 
 class Node:
