@@ -16,7 +16,7 @@ from beaker_core.backends import Backend, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
 from .cluster import connect_cluster, is_cluster_url, parse_cluster_url
-from .connection import (Target, client_options, describe_client, direct_command, freeze, parse_single_url, scrub,
+from .connection import (Target, client_options, describe_client, direct_commands, freeze, parse_single_url, scrub,
                          shared_clients, use_kernel_timeouts)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
@@ -155,8 +155,8 @@ class RedisBackend(Backend):
             self._mget = self._client.mget_nonatomic
         else:
             # the commands of a cache hit and of a session load and save skip redis-py's per-command overhead
-            # (see direct_command); a client passed in keeps its own execute_command (it may hold one connection)
-            self._command = self._client.execute_command if client is not None else direct_command(self._client)
+            # (see DirectCommands); a client passed in keeps its own execute_command (it may hold one connection)
+            self._command = self._client.execute_command if client is not None else direct_commands(self._client)
             self._mget = functools.partial(self._command, "MGET")
         self._scripts: dict[str, str] = {}
         from redis.exceptions import NoScriptError

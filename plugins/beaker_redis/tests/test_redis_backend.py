@@ -533,3 +533,101 @@ def test_a_client_passed_in_keeps_its_own_connection(redis_server, prefix):
     assert client.connection_pool._created_connections == 1  # everything went through the client's one connection
     backend.close()
     client.close()
+
+
+def _connections(raw) -> int:
+    """Client connections the server has open, other than ``raw``'s own."""
+    return len(raw.client_list()) - 1
+
+
+def test_hot_commands_reuse_a_few_connections_across_threads(server_factory):
+    server = server_factory.redis()
+    raw = redis.Redis.from_url(server.url)
+    backend = RedisBackend(url=server.url)
+    backend.set("k", b"v")
+    backend.merge_record("rec", {"a": b"1"}, [], None)
+    errors = []
+    start = threading.Barrier(8)
+
+    def work(number):
+        try:
+            start.wait()
+            for _ in range(200):
+                assert backend.get_many(["k", "absent"]) == [b"v", None]
+                assert backend.merge_record("rec", {f"t{number}": b"x"}, [], None, create=False) is True
+                assert backend.get_record("rec")[f"t{number}"] == b"x"
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # at most one connection per thread for the hot commands, plus the pool's for SET
+    assert 1 <= _connections(raw) <= 8 + 1
+    assert len(backend.get_record("rec")) == 9
+    backend.close()
+    assert _connections(raw) == 0  # the last user closed every connection, the idle hot ones included
+    raw.close()
+
+
+def test_hot_commands_stay_within_max_connections(server_factory):
+    server = server_factory.redis()
+    raw = redis.Redis.from_url(server.url)
+    backend = RedisBackend(url=server.url, max_connections=2)
+    backend.set("k", b"v")
+    held = []
+    # commands in flight at once, each on its own connection: take them from the hot set without giving them back
+    from beaker_redis.connection import direct_commands
+    commands = direct_commands(backend.client)
+    while True:
+        connection = commands._open()
+        if connection is None:
+            break
+        held.append(connection)
+    assert len(held) == 2  # the hot set opens no more than max_connections
+    assert backend.get_many(["k"]) == [b"v"]  # beyond the limit, the command goes through the pool
+    assert backend.client.connection_pool._created_connections <= 2
+    for connection in held:
+        connection.disconnect()
+    backend.close()
+    raw.close()
+
+
+def test_an_error_reply_leaves_the_hot_connection_usable(store, raw, prefix):
+    raw.set(prefix + "text", b"not a hash")
+    before = _connections(raw)
+    for _ in range(3):
+        with pytest.raises(BackendError, match="HGETALL failed: ResponseError: WRONGTYPE"):
+            store.get_record("text")
+        store.set("k", b"v")
+        assert store.get_many(["k"]) == [b"v"]
+    assert _connections(raw) <= before + 2
+
+
+def test_a_forked_child_opens_its_own_hot_connections(redis_server, prefix):
+    import os
+    backend = RedisBackend(url=redis_server.url, prefix=prefix)
+    backend.set("k", b"parent")
+    assert backend.get_many(["k"]) == [b"parent"]  # the parent holds an idle hot connection now
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its reads must not interleave with the parent's on a shared socket
+        try:
+            from beaker_redis.connection import direct_commands
+            results = [direct_commands(backend.client)._idle == []]  # the inherited connection was forgotten
+            for index in range(200):
+                backend.set(f"c{index}", str(index).encode())
+                results.append(backend.get_many([f"c{index}"]) == [str(index).encode()])
+            os.write(write_fd, b"ok" if all(results) else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    for _ in range(200):
+        assert backend.get_many(["k"]) == [b"parent"]
+    os.waitpid(pid, 0)
+    assert os.read(read_fd, 10) == b"ok"
+    os.close(read_fd)
+    backend.close()
