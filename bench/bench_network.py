@@ -66,7 +66,9 @@ def memcached_address():
         yield address
         return
     from beaker_core.testing.servers import start_memcached
-    server = start_memcached()
+    # one worker thread: memcached hands connections to its threads in turn, and a thread that wakes up on the other
+    # CPU answers later than one on the same CPU, which would favour whichever contender's connection it got
+    server = start_memcached(extra_args=("-t", "1"))
     try:
         yield server.url
     finally:
@@ -166,6 +168,7 @@ def redis_scenarios(url: str) -> list[Scenario]:
     raw.set("raw:" + KEY, payload)
     json_part = payload[payload.index(b"{"):]
 
+    expect(core.get(KEY))  # connected before counting, so a connection's handshake is not counted as the get's
     core_trips, core_commands = per_request(lambda: core.get(KEY), 50, raw)
     old_trips, old_commands = per_request(lambda: old.get(KEY), 50, raw)
     get_hit = Scenario("redis: cache get hit", [
@@ -286,15 +289,41 @@ def memcached_scenarios(address: str) -> list[Scenario]:
              f"{version('python-memcached')} (it does not support pymemcache) and pickles")]
 
 
+def cpu_arguments(parser) -> None:
+    parser.add_argument("--cpus", default=os.environ.get("BENCH_CPUS", "0"),
+                        help="CPUs this process and the servers it starts run on, as taskset takes them "
+                             "(default 0: client and server share one CPU; 'all' leaves the scheduler free)")
+
+
+def pin(cpus: str) -> str:
+    """Run on ``cpus`` (servers started afterwards inherit it); describes what was done.
+
+    On one shared CPU a round trip is two context switches, and every contender pays the same for them. Left free,
+    the scheduler puts client and server on different CPUs or not from one moment to the next, and a wake-up across
+    CPUs of this virtual machine costs tens of microseconds: the figures then measure where the server happened to
+    run more than the clients' own work.
+    """
+    if cpus == "all" or not hasattr(os, "sched_setaffinity"):
+        return "not pinned (the scheduler chooses)"
+    chosen: set[int] = set()
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        chosen.update(range(int(first), int(last or first) + 1))
+    os.sched_setaffinity(0, chosen)
+    return f"benchmark and servers pinned to CPU {cpus}"
+
+
 def main() -> int:
     # a round trip shares two cores with the server: shorter loops and more rounds interleave the contenders more
     # finely, so that a busy moment of the machine falls on all of them
-    session = Session("bench_network", __doc__.splitlines()[0], repeats=41, min_time=0.03)
+    session = Session("bench_network", __doc__.splitlines()[0], repeats=41, min_time=0.03, arguments=cpu_arguments)
+    placement = pin(session.options.cpus)
     print_header("network backends benchmark", ("beaker-core", "beaker-redis", "beaker-memcached", "Beaker",
                                                  "redis", "hiredis", "pymemcache", "python-memcached"))
     from redis.utils import HIREDIS_AVAILABLE
     # beaker-redis depends on redis[hiredis]: the raw redis-py client of this process parses with it as well
     print(f"#   redis-py reply parser: {'hiredis (C)' if HIREDIS_AVAILABLE else 'pure Python'}, on both sides")
+    print(f"#   placement: {placement}; memcached runs one worker thread")
     if has_backend("redis"):
         with redis_url() as url:
             for scenario in redis_scenarios(url):

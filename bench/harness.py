@@ -121,7 +121,9 @@ class Scenario:
 class Session:
     """One benchmark run: options, the scenarios measured so far, and their report."""
 
-    def __init__(self, name: str, description: str, *, repeats: int = 7, min_time: float = 0.2):
+    def __init__(self, name: str, description: str, *, repeats: int = 7, min_time: float = 0.2,
+                 arguments: Any = None):
+        """``arguments(parser)``, when given, adds a benchmark's own command line options."""
         parser = argparse.ArgumentParser(prog=f"bench/{name}.py", description=description)
         parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", repeats)),
                             help=f"timed rounds per contender (default {repeats}, env BENCH_REPEATS)")
@@ -137,6 +139,8 @@ class Session:
                             help="calls made under the profiler (default 200000)")
         parser.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile",
                             help="the profiler used by --profile (default cprofile)")
+        if arguments is not None:
+            arguments(parser)
         self.options = parser.parse_args()
         self.name = name
         self.scenarios: list[Scenario] = []
