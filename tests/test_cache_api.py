@@ -12,6 +12,7 @@ from beaker_core.backends.memory import MemoryBackend
 from beaker_core.cache import Cache, CacheManager, CacheMiddleware, cache_region, region_invalidate
 from beaker_core.exceptions import BackendError, BeakerError, ConfigurationError, PluginNotFound, SerializationError
 from beaker_core.registry import Registry
+from beaker_core.testing.concurrency import run_in_threads
 from beaker_core.util import parse_cache_config_options
 
 
@@ -211,23 +212,13 @@ def test_memory_region_ignores_shared_data_dir(tmp_path):
 
 def test_threads_on_a_cold_key_create_once(tmp_path):
     cache = Cache(namespace(), type="file", data_dir=str(tmp_path))
-    started = threading.Barrier(8)
     create = Counter("v")
 
     def slow_create():
         time.sleep(0.2)
         return create()
 
-    def worker(results):
-        started.wait()
-        results.append(cache.get_or_create("cold", slow_create, expire=60))
-
-    results = []
-    threads = [threading.Thread(target=worker, args=(results,)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_in_threads(lambda index: cache.get_or_create("cold", slow_create, expire=60), 8)
     assert results == ["v"] * 8
     assert create.calls == 1
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 import dbm
 import importlib.util
 import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from beaker_core.backends.dbm import DBMBackend
 from beaker_core.exceptions import BackendError, ConfigurationError
+from beaker_core.testing.concurrency import run_in_threads, run_scripts
 
 ODD_KEYS = ["../../etc/passwd", "a/b", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑", "", "line\nbreak",
             "quote'\"", "\udcff lone surrogate"]
@@ -24,26 +22,6 @@ def backend(tmp_path):
     backend = DBMBackend(data_dir=str(tmp_path / "data"))
     yield backend
     backend.close()
-
-
-def run_workers(tmp_path, code, argvs, timeout=60):
-    """Start one Python process per argv, release them together, and return their outputs."""
-    go = tmp_path / "go"
-    script = textwrap.dedent("""
-        import os, sys, time
-        go = sys.argv[1]
-        while not os.path.exists(go):
-            time.sleep(0.002)
-    """) + textwrap.dedent(code)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *map(str, argv)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
-    go.write_text("go")
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, err
-        outputs.append(out.strip())
-    return outputs
 
 
 def test_round_trips(backend):
@@ -119,7 +97,7 @@ def test_writes_of_other_processes_are_seen(tmp_path, backend):
         from beaker_core.backends.dbm import DBMBackend
         DBMBackend(data_dir=sys.argv[2]).set("k", b"after")
     """
-    run_workers(tmp_path, code, [[backend.data_dir]])
+    run_scripts(tmp_path, code, [[backend.data_dir]])
     assert backend.get("k") == b"after"
     other = DBMBackend(data_dir=backend.data_dir)
     other.delete("k")
@@ -157,28 +135,17 @@ def test_incr_from_four_processes(tmp_path, backend):
         for _ in range(50):
             backend.incr("counter")
     """
-    run_workers(tmp_path, code, [[backend.data_dir]] * 4)
+    run_scripts(tmp_path, code, [[backend.data_dir]] * 4)
     assert backend.get("counter") == b"200"
 
 
 def test_threads_share_one_backend(backend):
-    import threading
-    errors = []
+    def work(index):
+        for _ in range(50):
+            backend.incr("counter")
+            assert backend.get("counter") is not None, "a counter read missed"
 
-    def work():
-        try:
-            for _ in range(50):
-                backend.incr("counter")
-                if backend.get("counter") is None:
-                    errors.append("a counter read missed")
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(work, 4)
     assert backend.get("counter") == b"200"
 
 
@@ -187,7 +154,7 @@ def test_add_from_several_processes_has_one_winner(tmp_path, backend):
         from beaker_core.backends.dbm import DBMBackend
         print(DBMBackend(data_dir=sys.argv[2]).add("race", sys.argv[3].encode()))
     """
-    outputs = run_workers(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
+    outputs = run_scripts(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
     assert sorted(outputs) == ["False"] * 5 + ["True"]
     assert backend.get("race") == f"worker{outputs.index('True')}".encode()
 

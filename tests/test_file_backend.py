@@ -21,6 +21,7 @@ from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.locks import Lock
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
+from beaker_core.testing.concurrency import run_in_threads, run_scripts
 from beaker_core.testing.sessions import WSGIClient, session_app
 
 ODD_KEYS = ["../../etc/passwd", "a/b", "/abs/path", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑",
@@ -36,26 +37,6 @@ def backend(tmp_path):
 
 def data_files(root):
     return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
-
-
-def run_workers(tmp_path, code, argvs, timeout=60):
-    """Start one Python process per argv, release them together, and return their outputs."""
-    go = tmp_path / "go"
-    script = textwrap.dedent("""
-        import os, sys, time
-        go = sys.argv[1]
-        while not os.path.exists(go):
-            time.sleep(0.002)
-    """) + textwrap.dedent(code)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *map(str, argv)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
-    go.write_text("go")
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, err
-        outputs.append(out.strip())
-    return outputs
 
 
 # -- round trips and TTL ----------------------------------------------------------------------------------------------
@@ -383,7 +364,7 @@ def test_a_file_this_process_cannot_write_is_replaced(tmp_path):
             backend.set("key", b"new")
             print(backend.update("key", lambda current: current + b"er", None), backend.get("key").decode())
         """
-        assert run_workers(tmp_path, code, [[backend.data_dir]]) == ["True newer"]
+        assert run_scripts(tmp_path, code, [[backend.data_dir]]) == ["True newer"]
         assert backend.get("key") == b"newer"
     finally:
         shutil.rmtree(root)
@@ -536,29 +517,18 @@ def test_incr_from_four_processes(tmp_path, backend):
         for _ in range(50):
             backend.incr("counter")
     """
-    run_workers(tmp_path, code, [[backend.data_dir]] * 4)
+    run_scripts(tmp_path, code, [[backend.data_dir]] * 4)
     assert backend.get("counter") == b"200"
     assert not [f for f in data_files(backend.data_dir) if ".tmp-" in f]
 
 
 def test_threads_share_one_backend(backend):
-    import threading
-    errors = []
+    def work(index):
+        for _ in range(50):
+            backend.incr("counter")
+            assert backend.get("counter") is not None, "a counter read missed"
 
-    def work():
-        try:
-            for _ in range(50):
-                backend.incr("counter")
-                if backend.get("counter") is None:
-                    errors.append("a counter read missed")
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(work, 4)
     assert backend.get("counter") == b"200"
 
 
@@ -568,7 +538,7 @@ def test_add_from_several_processes_has_one_winner(tmp_path, backend):
         backend = FileBackend(data_dir=sys.argv[2])
         print(backend.add("race", sys.argv[3].encode()))
     """
-    outputs = run_workers(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
+    outputs = run_scripts(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
     assert sorted(outputs) == ["False"] * 5 + ["True"]
     assert backend.get("race") == f"worker{outputs.index('True')}".encode()
 
@@ -589,7 +559,7 @@ def test_readers_never_see_a_partial_value(tmp_path, backend):
                     bad += 1
             print(bad)
     """
-    outputs = run_workers(tmp_path, code, [[backend.data_dir, "write"]] * 2 + [[backend.data_dir, "read"]] * 2)
+    outputs = run_scripts(tmp_path, code, [[backend.data_dir, "write"]] * 2 + [[backend.data_dir, "read"]] * 2)
     assert outputs[2:] == ["0", "0"]
 
 

@@ -3,7 +3,6 @@
 The backends here are the real memory and file backends, subclassed only to count the calls the session makes.
 """
 import collections
-import threading
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from beaker_core.registry import Registry
 from beaker_core.session import Session, SessionObject, new_session_id, valid_session_id
 from beaker_core.session_store import KEY_PREFIX
 from beaker_core.testing.sessions import WSGIClient, session_app, set_cookies
+from beaker_core.testing.concurrency import run_in_threads
 
 
 class Counting:
@@ -365,19 +365,13 @@ def test_concurrent_threads_on_a_memory_session_keep_every_key(registry):
     session["start"] = 0
     session.save()
     cookie = {"cookie": f"beaker.session.id={session.id}"}
-    barrier = threading.Barrier(16)
+    sessions = [Session(cookie, type="memory", registry=registry) for _ in range(16)]  # all loaded before any save
 
     def work(index):
-        mine = Session(cookie, type="memory", registry=registry)
-        barrier.wait(5)
-        mine[f"k{index}"] = index
-        mine.persist()
+        sessions[index][f"k{index}"] = index
+        sessions[index].persist()
 
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, 16)
     assert dict(Session(cookie, type="memory", registry=registry)) == {"start": 0,
                                                                        **{f"k{i}": i for i in range(16)}}
 

@@ -12,6 +12,7 @@ import pytest
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.testing.sessions import session_app
+from beaker_core.testing.concurrency import run_in_threads
 
 
 def quickstart_app(environ, start_response):
@@ -140,23 +141,8 @@ def test_eight_concurrent_http_requests_on_one_session_keep_every_key(serve, tmp
     browser = Browser()
     browser.get(url + "/set?start=1")
     cookie = f"beaker.session.id={browser.cookie()}"
-    barrier = threading.Barrier(8)
-    errors = []
-
-    def work(index):
-        try:
-            barrier.wait(10)
-            status, _, _ = Browser().get(url + f"/set?key{index}={index}", cookie=cookie)
-            assert status == 200
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    statuses = run_in_threads(lambda index: Browser().get(url + f"/set?key{index}={index}", cookie=cookie)[0], 8)
+    assert statuses == [200] * 8
     stored = json.loads(browser.get(url + "/get")[2])
     assert stored == {"start": "1", **{f"key{i}": str(i) for i in range(8)}}
 

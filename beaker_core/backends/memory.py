@@ -59,23 +59,24 @@ class MemoryBackend(Backend):
                     self._data.popitem(last=False)
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        with self._lock:
-            if self.get(key) is not None:
+        with self._lock:  # the checks read the dict directly: get() takes this lock to drop an expired item
+            if _live(self._data.get(key)):
                 return False
             self._data[key] = (value, deadline(ttl))
             if self.max_entries:
+                self._data.move_to_end(key)
                 while len(self._data) > self.max_entries:
                     self._data.popitem(last=False)
             return True
 
     def delete(self, key: str) -> bool:
         with self._lock:
-            return self._data.pop(key, None) is not None
+            return _live(self._data.pop(key, None))
 
     def touch(self, key: str, ttl: float | None) -> bool:
         with self._lock:
             item = self._data.get(key)
-            if item is None or (item[1] is not None and item[1] <= time.time()):
+            if not _live(item):
                 return False
             self._data[key] = (item[0], deadline(ttl))
             return True
@@ -83,7 +84,7 @@ class MemoryBackend(Backend):
     def incr(self, key: str, delta: int = 1) -> int:
         with self._lock:
             item = self._data.get(key)
-            value = (int(item[0]) if item is not None else 0) + delta
+            value = (int(item[0]) if _live(item) else 0) + delta
             self._data[key] = (value, None)
             return value
 
@@ -109,3 +110,8 @@ class MemoryBackend(Backend):
 
     def describe(self) -> str:
         return "memory backend (this process)"
+
+
+def _live(item: tuple[Any, float | None] | None) -> bool:
+    """Whether a stored ``(value, deadline)`` exists and has not expired."""
+    return item is not None and (item[1] is None or item[1] > time.time())

@@ -19,6 +19,7 @@ import pytest
 from ..cache import Cache
 from . import _workers
 from .backend import ConformanceBase, requires
+from .concurrency import run_in_threads
 
 
 class CacheFixtures(ConformanceBase):
@@ -193,18 +194,7 @@ class CachingConformanceTests(CacheFixtures):
     def test_get_or_create_runs_the_creator_once_for_eight_threads(self, make_cache):
         cache = make_cache()
         creator = Creator(delay=0.3)
-        start = threading.Barrier(8)
-        results: list[Any] = []
-
-        def call() -> None:
-            start.wait()
-            results.append(cache.get_or_create("cold", creator))
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        results = run_in_threads(lambda index: cache.get_or_create("cold", creator), 8)
         assert creator.calls == 1
         assert results == ["value 1"] * 8
 

@@ -18,6 +18,7 @@ import pytest
 from ..exceptions import LockTimeout
 from . import _workers
 from .backend import ConformanceBase, requires
+from .concurrency import run_in_threads
 
 
 def _in_thread(function, *args: Any) -> Any:
@@ -129,26 +130,15 @@ class LockConformanceTests(ConformanceBase):
     def test_threads_incrementing_under_the_lock_reach_the_exact_total(self, make_lock, store, prefix):
         threads_count, increments = 8, 25
         key = prefix + "counter"
-        errors: list[BaseException] = []
-        start = threading.Barrier(threads_count)
 
-        def work() -> None:
-            try:
-                start.wait()
-                for _ in range(increments):
-                    with make_lock(prefix + "lock"):
-                        current = store.get(key)
-                        time.sleep(0)  # invite a switch between the read and the write
-                        store.set(key, str(int(current or 0) + 1).encode("ascii"))
-            except BaseException as exc:
-                errors.append(exc)
+        def work(index: int) -> None:
+            for _ in range(increments):
+                with make_lock(prefix + "lock"):
+                    current = store.get(key)
+                    time.sleep(0)  # invite a switch between the read and the write
+                    store.set(key, str(int(current or 0) + 1).encode("ascii"))
 
-        threads = [threading.Thread(target=work) for _ in range(threads_count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        assert errors == []
+        run_in_threads(work, threads_count, timeout=120)
         assert int(store.get(key)) == threads_count * increments
 
     @pytest.mark.slow

@@ -11,12 +11,12 @@ skipped.
 """
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 from . import _workers
 from .backend import ConformanceBase, requires
+from .concurrency import run_in_threads
 
 ODD_FIELDS = {"with space": b"1", "ключ 🔑": b"2", "new\nline": b"3", "a:b": b"4", "": b"5"}
 
@@ -71,24 +71,13 @@ class AtomicRecordTests(ConformanceBase):
         key = prefix + "record"
         threads_count, rounds = 8, 10
         record_store.merge_record(key, {"seed": b"0"}, [], 3600, create=True)
-        start = threading.Barrier(threads_count)
-        errors: list[BaseException] = []
 
         def work(index: int) -> None:
-            try:
-                start.wait()
-                for round_number in range(rounds):
-                    record_store.merge_record(key, {f"field{index}": str(round_number).encode("ascii")},
-                                              [f"gone{index}"], 3600, create=False)
-            except BaseException as exc:
-                errors.append(exc)
+            for round_number in range(rounds):
+                record_store.merge_record(key, {f"field{index}": str(round_number).encode("ascii")},
+                                          [f"gone{index}"], 3600, create=False)
 
-        threads = [threading.Thread(target=work, args=(index,)) for index in range(threads_count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert errors == []
+        run_in_threads(work, threads_count)
         expected = {f"field{index}": str(rounds - 1).encode("ascii") for index in range(threads_count)}
         assert record_store.get_record(key) == {"seed": b"0", **expected}
 
@@ -139,23 +128,12 @@ class AtomicUpdateTests(ConformanceBase):
     def test_concurrent_updates_from_threads_lose_nothing(self, update_store, prefix):
         key = prefix + "counter"
         threads_count, rounds = 8, 20
-        start = threading.Barrier(threads_count)
-        errors: list[BaseException] = []
 
-        def work() -> None:
-            try:
-                start.wait()
-                for _ in range(rounds):
-                    update_store.update(key, _increment, 3600)
-            except BaseException as exc:
-                errors.append(exc)
+        def work(index: int) -> None:
+            for _ in range(rounds):
+                update_store.update(key, _increment, 3600)
 
-        threads = [threading.Thread(target=work) for _ in range(threads_count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert errors == []
+        run_in_threads(work, threads_count)
         assert int(update_store.get(key)) == threads_count * rounds
 
     @pytest.mark.slow

@@ -22,6 +22,7 @@ import pytest
 from ..middleware import SessionMiddleware
 from ..session_store import KEY_PREFIX
 from .backend import ConformanceBase, requires
+from .concurrency import run_in_threads
 
 
 class WSGIClient:
@@ -222,22 +223,7 @@ class SessionConformance(ConformanceBase):
         client = WSGIClient(app)
         client.json("/set?start=1")
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-        barrier = threading.Barrier(8)
-        errors: list[BaseException] = []
-
-        def work(index: int) -> None:
-            try:
-                barrier.wait(5)
-                WSGIClient(app).json(f"/set?key{index}={index}", cookie=cookie)
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(index,)) for index in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert errors == []
+        run_in_threads(lambda index: WSGIClient(app).json(f"/set?key{index}={index}", cookie=cookie), 8, timeout=30)
         assert client.json("/get") == {"start": "1", **{f"key{i}": str(i) for i in range(8)}}
 
     @pytest.mark.slow

@@ -13,6 +13,7 @@ from beaker_core.exceptions import BackendError, ConfigurationError, LockTimeout
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.testing.sessions import WSGIClient, session_app
+from beaker_core.testing.concurrency import run_in_threads
 from beaker_redis.backend import RedisBackend, RedisClusterBackend
 from beaker_redis.connection import shared_clients
 from beaker_redis.lock import RedisLock
@@ -162,31 +163,16 @@ def test_values_must_be_bytes(store):
 
 
 def test_add_is_atomic_between_threads(store):
-    results = []
-    barrier = threading.Barrier(16)
-
-    def contend(index):
-        barrier.wait()
-        results.append(store.add("once", str(index).encode(), ttl=30))
-
-    threads = [threading.Thread(target=contend, args=(index,)) for index in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_in_threads(lambda index: store.add("once", str(index).encode(), ttl=30), 16)
     assert results.count(True) == 1
 
 
 def test_incr_is_atomic_between_threads(store):
-    def work():
+    def work(index):
         for _ in range(100):
             store.incr("counter")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, 8)
     assert store.get("counter") == b"800"
     with pytest.raises(ConfigurationError):
         store.incr("counter", 1.5)
@@ -546,25 +532,14 @@ def test_hot_commands_reuse_a_few_connections_across_threads(server_factory):
     backend = RedisBackend(url=server.url)
     backend.set("k", b"v")
     backend.merge_record("rec", {"a": b"1"}, [], None)
-    errors = []
-    start = threading.Barrier(8)
 
     def work(number):
-        try:
-            start.wait()
-            for _ in range(200):
-                assert backend.get_many(["k", "absent"]) == [b"v", None]
-                assert backend.merge_record("rec", {f"t{number}": b"x"}, [], None, create=False) is True
-                assert backend.get_record("rec")[f"t{number}"] == b"x"
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for _ in range(200):
+            assert backend.get_many(["k", "absent"]) == [b"v", None]
+            assert backend.merge_record("rec", {f"t{number}": b"x"}, [], None, create=False) is True
+            assert backend.get_record("rec")[f"t{number}"] == b"x"
 
-    threads = [threading.Thread(target=work, args=(number,)) for number in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(work, 8)
     # at most one connection per thread for the hot commands, plus the pool's for SET
     assert 1 <= _connections(raw) <= 8 + 1
     assert len(backend.get_record("rec")) == 9
