@@ -6,43 +6,24 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 from beaker_core.backends.file import FileBackend
+from beaker_core.backends.memory import MemoryBackend
 from beaker_core.exceptions import BackendError, ConfigurationError, LockTimeout
-from beaker_core.locks import NullLock, ThreadLock, _named_locks
+from beaker_core.locks import NullLock, ThreadLock, TokenLock, _named_locks
 from beaker_core.locks.file import FileLock
 from beaker_core.registry import Registry
-
-
-def run_workers(tmp_path, code, argvs, timeout=60):
-    """Start one Python process per argv, release them together, and return their outputs."""
-    go = tmp_path / "go"
-    script = textwrap.dedent("""
-        import os, sys, time
-        go = sys.argv[1]
-        while not os.path.exists(go):
-            time.sleep(0.002)
-    """) + textwrap.dedent(code)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *map(str, argv)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
-    go.write_text("go")
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, err
-        outputs.append(out.strip())
-    return outputs
+from beaker_core.testing.concurrency import run_in_threads, run_scripts
 
 
 def hammer(make_lock, threads=4, rounds=100):
     """Threads increment a shared counter under locks from ``make_lock()``; return (counter, most inside at once)."""
     state = {"counter": 0, "inside": 0, "most": 0}
 
-    def work():
+    def work(index):
         for _ in range(rounds):
             with make_lock():
                 state["inside"] += 1
@@ -52,11 +33,7 @@ def hammer(make_lock, threads=4, rounds=100):
                 state["counter"] = value + 1
                 state["inside"] -= 1
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(work, threads)
     return state["counter"], state["most"]
 
 
@@ -165,7 +142,7 @@ def test_file_lock_excludes_four_processes(tmp_path):
                 with open(counter, "w") as handle:
                     handle.write(str(value + 1))
     """
-    run_workers(tmp_path, code, [[lock_dir, counter]] * 4)
+    run_scripts(tmp_path, code, [[lock_dir, counter]] * 4)
     assert counter.read_text() == "200"
     assert os.listdir(lock_dir) == []
 
@@ -278,3 +255,108 @@ def test_registered_lock_types():
     assert registry.lock_class("file") is FileLock
     assert registry.lock_class("thread") is ThreadLock
     assert registry.lock_class("null") is NullLock
+
+
+# -- TokenLock, the base of the locks kept in a shared store ----------------------------------------------------
+
+class MemoryTokenLock(TokenLock):
+    """A TokenLock on the memory backend: what the redis and memcached locks do, without a server."""
+
+    kind = "memory-token"
+    backend_class = MemoryBackend
+    url_backends: dict = {}
+
+    def _backend_for_url(self, url):
+        return self.url_backends.setdefault(url, MemoryBackend())
+
+    def _prepare(self):
+        self.key = "lock:" + self.name
+
+    def _take(self, token):
+        return token if self.backend.add(self.key, token, ttl=self.expire) else None
+
+    def _give_back(self, token):
+        if self.backend.get(self.key) != token:
+            return False
+        self.backend.delete(self.key)
+        return True
+
+
+def test_token_locks_with_one_name_exclude_each_other():
+    store = MemoryBackend()
+    first, second = MemoryTokenLock("job", backend=store), MemoryTokenLock("job", backend=store)
+    assert first.acquire(False) is True and first.held
+    assert second.acquire(False) is False and not second.held
+    assert MemoryTokenLock("other", backend=store).acquire(False) is True
+    first.release()
+    assert not first.held
+    assert second.acquire(False) is True
+    second.release()
+
+
+def test_token_lock_under_contention_admits_one_thread_at_a_time():
+    store = MemoryBackend()
+    counter, most = hammer(lambda: MemoryTokenLock("shared", backend=store, timeout=30), threads=4, rounds=50)
+    assert counter == 200 and most == 1
+
+
+def test_token_lock_waits_until_its_timeout():
+    store = MemoryBackend()
+    holder = MemoryTokenLock("job", backend=store)
+    holder.acquire()
+    waiter = MemoryTokenLock("job", backend=store, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(LockTimeout, match="memory-token lock 'job' within 0.2 seconds"):
+        with waiter:
+            pass
+    assert 0.2 <= time.monotonic() - started < 5
+    holder.release()
+
+
+def test_a_token_lock_that_expired_leaves_the_next_holder_alone_and_says_so(caplog):
+    store = MemoryBackend()
+    slow = MemoryTokenLock("job", backend=store, expire=0.1)
+    assert slow.acquire()
+    time.sleep(0.25)
+    current = MemoryTokenLock("job", backend=store)
+    assert current.acquire(False) is True
+    slow.release()
+    assert "the memory-token lock 'job' expired before it was released" in caplog.text
+    assert MemoryTokenLock("job", backend=store).acquire(False) is False  # current still holds it
+    current.release()
+
+
+def test_releasing_an_unheld_token_lock_is_an_error():
+    with pytest.raises(RuntimeError, match="release of the unheld memory-token lock 'job'"):
+        MemoryTokenLock("job", backend=MemoryBackend()).release()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"expire": 0}, "expire must be a positive number of seconds"),
+    ({"expire": None}, "expire must be a positive number of seconds"),
+    ({"expire": "soon"}, "expire"),
+    ({"expire": float("nan")}, "expire must be a finite number"),
+    ({"timeout": -1}, "timeout"),
+    ({"timeout": float("inf")}, "timeout must be a finite number"),
+])
+def test_token_lock_options_are_checked(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        MemoryTokenLock("job", backend=MemoryBackend(), **options)
+
+
+def test_token_lock_options_from_configuration_strings():
+    lock = MemoryTokenLock("job", backend=MemoryBackend(), expire="2.5", timeout="1")
+    assert lock.expire == 2.5 and lock.timeout == 1.0
+    assert MemoryTokenLock("job", backend=MemoryBackend(), timeout=None).timeout is None
+
+
+def test_token_lock_for_another_backend_needs_a_url(tmp_path):
+    with pytest.raises(ConfigurationError, match="needs a memory-token backend or a url .it got a FileBackend"):
+        MemoryTokenLock("job", backend=FileBackend(data_dir=str(tmp_path)))
+    with pytest.raises(ConfigurationError, match="it got no backend"):
+        MemoryTokenLock("job")
+    first = MemoryTokenLock("job", backend=FileBackend(data_dir=str(tmp_path)), url="mem://a")
+    second = MemoryTokenLock("job", url="mem://a")
+    assert first.backend is second.backend
+    assert first.acquire(False) and not second.acquire(False)
+    first.release()

@@ -8,11 +8,16 @@ that reaches the server). ``expire`` bounds how long a distributed lock survives
 """
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 import time
 from typing import Any
 
 from ..exceptions import ConfigurationError, LockTimeout
+from ..util import coerce_float
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EXPIRE = 30.0
@@ -152,3 +157,82 @@ class ThreadLock(Lock):
             raise RuntimeError(f"release of the unheld lock {self.name!r}")
         lock.release()
         _named_locks.checkin(self.name)
+
+
+class TokenLock(Lock):
+    """Base of the locks kept in a shared store (redis, memcached): acquiring stores a random token of this
+    acquisition under the lock's key with an expiry, if nobody holds it, retried with :class:`Backoff`; releasing
+    removes it only while it still holds that token. A subclass provides the store's side:
+
+    * ``backend_class``: the backend the lock lives in; any other ``backend`` needs the ``url`` option, and
+      ``_backend_for_url(url)`` makes one;
+    * ``_prepare()``: called once the options are checked (``self.backend`` and ``self.expire`` are set);
+    * ``_take(token)``: one attempt; returns what :meth:`release` will give back (the token, or a marker of the
+      subclass's own), or None when another holder has the lock;
+    * ``_give_back(taken)``: removes the lock if ``taken`` still holds it; False when it had expired (and so may
+      have been taken by another holder meanwhile), which is logged as a warning.
+
+    One lock object may be shared by threads like a ``threading.Lock``; it is not reentrant.
+    """
+
+    kind = "token"
+    backend_class: type = object
+
+    def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
+                 timeout: Any = DEFAULT_TIMEOUT, url: Any = None):
+        expire_seconds = self._seconds("expire", expire)
+        if expire_seconds is None or expire_seconds <= 0:
+            raise ConfigurationError(f"the {self.kind} lock's expire must be a positive number of seconds, "
+                                     f"not {expire!r}")
+        super().__init__(name, backend=backend, expire=expire_seconds, timeout=self._seconds("timeout", timeout))
+        if not isinstance(backend, self.backend_class):
+            if url is None:
+                got = f"a {type(backend).__name__}" if backend is not None else "no backend"
+                raise ConfigurationError(f"the {self.kind} lock needs a {self.kind} backend or a url (it got {got}); "
+                                         f"set lock_type to a lock that suits the backend, or give the lock a url")
+            backend = self._backend_for_url(url)
+        self.backend = backend
+        self._taken: Any = None
+        self._guard = threading.Lock()
+        self._prepare()
+
+    def _seconds(self, option: str, value: Any) -> float | None:
+        return coerce_float(f"the {self.kind} lock's {option}", value, minimum=0.0, allow_none=True)
+
+    def _backend_for_url(self, url: Any) -> Any:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        pass
+
+    def _take(self, token: bytes) -> Any:
+        raise NotImplementedError
+
+    def _give_back(self, taken: Any) -> bool:
+        raise NotImplementedError
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        token = secrets.token_hex(16).encode("ascii")
+        backoff = Backoff(blocking, timeout)
+        while True:
+            taken = self._take(token)
+            if taken is not None:
+                with self._guard:
+                    self._taken = taken
+                return True
+            if not backoff.wait():
+                return False
+
+    def release(self) -> None:
+        with self._guard:
+            taken, self._taken = self._taken, None
+        if taken is None:
+            raise RuntimeError(f"release of the unheld {self.kind} lock {self.name!r}")
+        if not self._give_back(taken):
+            log.warning("the %s lock %r expired before it was released (held longer than expire=%ss): another "
+                        "holder may have run at the same time", self.kind, self.name, self.expire)
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock (as far as it knows: the lock may have expired since)."""
+        return self._taken is not None

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 from typing import Any
 
 from beaker_core.exceptions import BackendError, ConfigurationError
-from beaker_core.locks import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
-from beaker_core.util import coerce_float
+from beaker_core.locks import TokenLock
 
 from .backend import MemcachedBackend
 
@@ -38,60 +36,36 @@ log = logging.getLogger(__name__)
 
 LOCK_MARK = "beaker-lock:"
 _TOMBSTONE = b"released"
-_DEGRADED: Any = object()  # the token of a lock granted without exclusion while its server was down
+_DEGRADED: Any = object()  # what a lock granted without exclusion while its server was down holds
 
 _url_backends: dict[Any, MemcachedBackend] = {}
 _url_guard = threading.Lock()
 
 
-def _backend_for_url(url: Any) -> MemcachedBackend:
-    key = url if isinstance(url, str) else tuple(url) if isinstance(url, (list, tuple)) else None
-    if key is None:
-        raise ConfigurationError(f"the memcached lock's url must be a string, not {type(url).__name__}")
-    with _url_guard:
-        backend = _url_backends.get(key)
-        if backend is None:
-            backend = _url_backends[key] = MemcachedBackend(url=url)
-        return backend
-
-
-def _seconds(option: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    number = coerce_float(f"the memcached lock's {option}", value, minimum=0.0)
-    if math.isnan(number) or math.isinf(number):
-        raise ConfigurationError(f"the memcached lock's {option} must be a finite number of seconds, not {value!r}")
-    return number
-
-
-class MemcachedLock(Lock):
+class MemcachedLock(TokenLock):
     __doc__ = __doc__
 
     kind = "memcached"
+    backend_class = MemcachedBackend
 
-    def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
-                 timeout: Any = DEFAULT_TIMEOUT, url: Any = None):
-        expire_seconds = _seconds("expire", expire)
-        if expire_seconds is None or expire_seconds <= 0:
-            raise ConfigurationError(f"the memcached lock's expire must be a positive number of seconds, "
-                                     f"not {expire!r}")
-        super().__init__(name, backend=backend, expire=expire_seconds, timeout=_seconds("timeout", timeout))
-        if not isinstance(backend, MemcachedBackend):
-            if url is None:
-                got = f"a {type(backend).__name__}" if backend is not None else "no backend"
-                raise ConfigurationError(f"the memcached lock needs a memcached backend or a url (it got {got}); "
-                                         f"set lock_type to a lock that suits the backend, or give the lock a url")
-            backend = _backend_for_url(url)
-        self.backend = backend
-        self._mapped, self._node = backend._locate(LOCK_MARK + name)
-        self._expire = max(1, math.ceil(expire_seconds))
-        self._token: Any = None
-        self._guard = threading.Lock()
+    def _backend_for_url(self, url: Any) -> MemcachedBackend:
+        key = url if isinstance(url, str) else tuple(url) if isinstance(url, (list, tuple)) else None
+        if key is None:
+            raise ConfigurationError(f"the memcached lock's url must be a string, not {type(url).__name__}")
+        with _url_guard:
+            backend = _url_backends.get(key)
+            if backend is None:
+                backend = _url_backends[key] = MemcachedBackend(url=url)
+            return backend
+
+    def _prepare(self) -> None:
+        self._mapped, self._node = self.backend._locate(LOCK_MARK + self.name)
+        self._expire = max(1, math.ceil(self.expire))
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.backend._raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
 
-    def _degraded(self, exc: BaseException | None) -> bool:
+    def _degraded(self, exc: BaseException | None) -> Any:
         """Grant the lock without exclusion because its server is down (non-strict backends only)."""
         if exc is not None:
             try:
@@ -105,51 +79,31 @@ class MemcachedLock(Lock):
         # the backend logged the outage once; this happens on every miss of that server's share
         log.debug("memcached server %s is down: the lock %r is granted without exclusion", self._node.address,
                   self.name)
-        with self._guard:
-            self._token = _DEGRADED
-        return True
+        return _DEGRADED
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        token = secrets.token_hex(16).encode("ascii")
-        backoff = Backoff(blocking, timeout)
-        while True:
-            if self._node.down_until and self._node.skipped():
-                return self._degraded(None)
-            try:
-                taken = self._node.client().add(self._mapped, token, self._expire, noreply=False)
-            except self.backend._errors as exc:
-                return self._degraded(exc)
-            if taken:
-                with self._guard:
-                    self._token = token
-                return True
-            if not backoff.wait():
-                return False
+    def _take(self, token: bytes) -> Any:
+        if self._node.down_until and self._node.skipped():
+            return self._degraded(None)
+        try:
+            taken = self._node.client().add(self._mapped, token, self._expire, noreply=False)
+        except self.backend._errors as exc:
+            return self._degraded(exc)
+        return token if taken else None
 
-    def release(self) -> None:
-        with self._guard:
-            token, self._token = self._token, None
-        if token is None:
-            raise RuntimeError(f"release of the unheld memcached lock {self.name!r}")
+    def _give_back(self, token: Any) -> bool:
         if token is _DEGRADED:
-            return
+            return True
         try:
             client = self._node.client()
             holder, cas_id = client.gets(self._mapped)
             if holder == token and client.cas(self._mapped, _TOMBSTONE, cas_id, 1, noreply=False):
                 client.delete(self._mapped, noreply=False)
-                return
+                return True
         except self.backend._errors as exc:
             try:
                 self._failed("releasing", exc)
             except BackendError:
                 if self.backend.strict or not self._node.down_until:
                     raise
-                return  # the server went down while the lock was held: the lock went with it
-        log.warning("the memcached lock %r expired before it was released (held longer than expire=%ss): another "
-                    "holder may have run at the same time", self.name, self.expire)
-
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock (as far as it knows: the lock may have expired since)."""
-        return self._token is not None
+                return True  # the server went down while the lock was held: the lock went with it
+        return False

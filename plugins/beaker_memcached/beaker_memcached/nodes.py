@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import struct
-import sys
 import threading
 import time
 import weakref
 from typing import Any
 
 from beaker_core.exceptions import ConfigurationError
+from beaker_core.util import set_socket_io_timeout
 
 DEFAULT_PORT = 11211
 MAX_KEY_LENGTH = 250
@@ -112,21 +110,6 @@ def _weight(server: str, key: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{server}\x00{key}".encode("ascii"), digest_size=8).digest(), "big")
 
 
-def set_io_timeout(sock: socket.socket, seconds: float) -> bool:
-    """Make reads and writes on the blocking socket ``sock`` fail after ``seconds`` (an OSError with EAGAIN);
-    False where the platform does not support it."""
-    if not sys.platform.startswith("linux"):
-        return False
-    whole = int(seconds)
-    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-    except OSError:
-        return False
-    return True
-
-
 _client_class: Any = None
 
 
@@ -141,7 +124,7 @@ def client_class() -> Any:
 
             def _connect(self) -> None:
                 super()._connect()
-                if self.io_timeout and not set_io_timeout(self.sock, self.io_timeout):
+                if self.io_timeout and not set_socket_io_timeout(self.sock, self.io_timeout):
                     self.sock.settimeout(self.io_timeout)
 
             def check_key(self, key: Any, key_prefix: bytes) -> bytes:

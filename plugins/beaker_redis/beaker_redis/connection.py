@@ -6,8 +6,6 @@ coming from redis-py are scrubbed of the password as well, in case a library mes
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import sys
 import threading
 import weakref
@@ -15,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beaker_core.exceptions import ConfigurationError
-from beaker_core.util import coerce_bool, coerce_float, coerce_int
+from beaker_core.util import coerce_bool, coerce_float, coerce_int, set_socket_io_timeout
 
 SINGLE_SCHEMES = ("redis://", "rediss://", "unix://")
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -122,21 +120,6 @@ def client_options(owner: str, *, socket_timeout: Any, socket_connect_timeout: A
 
 # -- reply timeouts ---------------------------------------------------------------------------------------------
 
-def set_io_timeout(sock: socket.socket, seconds: float) -> bool:
-    """Make reads and writes on the blocking socket ``sock`` fail after ``seconds`` (an OSError with EAGAIN);
-    False where the platform does not support it."""
-    if not sys.platform.startswith("linux"):
-        return False
-    whole = int(seconds)
-    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-    except OSError:
-        return False
-    return True
-
-
 _timeout_classes: dict[Any, Any] = {}
 
 
@@ -159,7 +142,7 @@ def use_kernel_timeouts(kwargs: dict[str, Any]) -> None:
     if connection_class is None:
         def _connect(self):
             sock = base._connect(self)
-            if not set_io_timeout(sock, timeout):
+            if not set_socket_io_timeout(sock, timeout):
                 sock.settimeout(timeout)
             return sock
         connection_class = _timeout_classes[key] = type(f"KernelTimeout{base.__name__}", (base,),
