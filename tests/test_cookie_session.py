@@ -62,12 +62,15 @@ def test_tampered_cookie_gives_a_fresh_session(position):
 
 @pytest.mark.parametrize("mangle", [
     lambda token: token[:-1], lambda token: token[:10], lambda token: "", lambda token: token + "AAAA",
-    lambda token: "!!!" + token, lambda token: os.urandom(40).hex(), lambda token: token.replace("-", "+"),
+    lambda token: "!!!" + token, lambda token: os.urandom(40).hex(),
+    # characters of standard base64 where the URL-safe alphabet is expected (always a change: a token has neither)
+    lambda token: token[:5] + "+" + token[6:], lambda token: token[:5] + "/" + token[6:],
 ])
 def test_truncated_or_garbage_cookie_gives_a_fresh_session(mangle):
     app = app_with()
     client = WSGIClient(app)
     client.json("/set?user=ada")
+    assert mangle(client.cookies[KEY]) != client.cookies[KEY]
     status, _, body = WSGIClient(app).request("/get", cookie=f"{KEY}={mangle(client.cookies[KEY])}")
     assert status.startswith("200") and json.loads(body) == {}
 
