@@ -159,13 +159,18 @@ class ThreadLock(Lock):
         _named_locks.checkin(self.name)
 
 
+_url_backends: dict[tuple, Any] = {}  # (backend class, url) -> the backend the locks given that url share
+_url_guard = threading.Lock()
+
+
 class TokenLock(Lock):
     """Base of the locks kept in a shared store (redis, memcached): acquiring stores a random token of this
     acquisition under the lock's key with an expiry, if nobody holds it, retried with :class:`Backoff`; releasing
     removes it only while it still holds that token. A subclass provides the store's side:
 
-    * ``backend_class``: the backend the lock lives in; any other ``backend`` needs the ``url`` option, and
-      ``_backend_for_url(url)`` makes one;
+    * ``backend_class``: the backend the lock lives in; with any other ``backend`` the lock needs the ``url``
+      option, and opens ``backend_class(url=url)`` once per url (``_url_key(url)`` checks the url and makes it a
+      dict key);
     * ``_prepare()``: called once the options are checked (``self.backend`` and ``self.expire`` are set);
     * ``_take(token)``: one attempt; returns what :meth:`release` will give back (the token, or a marker of the
       subclass's own), or None when another holder has the lock;
@@ -200,7 +205,17 @@ class TokenLock(Lock):
         return coerce_float(f"the {self.kind} lock's {option}", value, minimum=0.0, allow_none=True)
 
     def _backend_for_url(self, url: Any) -> Any:
-        raise NotImplementedError
+        key = (self.backend_class, self._url_key(url))
+        with _url_guard:
+            backend = _url_backends.get(key)
+            if backend is None:
+                backend = _url_backends[key] = self.backend_class(url=url)
+            return backend
+
+    def _url_key(self, url: Any) -> Any:
+        if not isinstance(url, str):
+            raise ConfigurationError(f"the {self.kind} lock's url must be a string, not {type(url).__name__}")
+        return url
 
     def _prepare(self) -> None:
         pass

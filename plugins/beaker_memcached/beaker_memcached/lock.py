@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from typing import Any
 
-from beaker_core.exceptions import BackendError, ConfigurationError
+from beaker_core.exceptions import BackendError
 from beaker_core.locks import TokenLock
 
 from .backend import MemcachedBackend
@@ -38,25 +37,16 @@ LOCK_MARK = "beaker-lock:"
 _TOMBSTONE = b"released"
 _DEGRADED: Any = object()  # what a lock granted without exclusion while its server was down holds
 
-_url_backends: dict[Any, MemcachedBackend] = {}
-_url_guard = threading.Lock()
-
-
 class MemcachedLock(TokenLock):
     __doc__ = __doc__
 
     kind = "memcached"
     backend_class = MemcachedBackend
 
-    def _backend_for_url(self, url: Any) -> MemcachedBackend:
-        key = url if isinstance(url, str) else tuple(url) if isinstance(url, (list, tuple)) else None
-        if key is None:
-            raise ConfigurationError(f"the memcached lock's url must be a string, not {type(url).__name__}")
-        with _url_guard:
-            backend = _url_backends.get(key)
-            if backend is None:
-                backend = _url_backends[key] = MemcachedBackend(url=url)
-            return backend
+    def _url_key(self, url: Any) -> Any:
+        if isinstance(url, (list, tuple)):  # a list of servers, as the backend takes it
+            return tuple(url)
+        return super()._url_key(url)
 
     def _prepare(self) -> None:
         self._mapped, self._node = self.backend._locate(LOCK_MARK + self.name)

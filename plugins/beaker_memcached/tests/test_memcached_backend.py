@@ -288,6 +288,12 @@ def test_lock_errors(store, memcached_server):
         MemcachedLock("job", backend=store, expire=-1)
     with MemcachedLock("job", url=memcached_server.url):
         pass
+    # one backend per url, a list of servers included; a url of another type is refused
+    listed = MemcachedLock("job", url=[memcached_server.url])
+    assert MemcachedLock("other", url=(memcached_server.url,)).backend is listed.backend
+    assert MemcachedLock("other", url=memcached_server.url).backend is not listed.backend
+    with pytest.raises(ConfigurationError, match="the memcached lock's url must be a string, not int"):
+        MemcachedLock("job", url=11211)
 
 
 # -- processes -------------------------------------------------------------------------------------------------------

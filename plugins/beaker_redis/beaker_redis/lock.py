@@ -17,10 +17,7 @@ object may be shared by threads like a ``threading.Lock``; it is not reentrant.
 from __future__ import annotations
 
 import math
-import threading
-from typing import Any
 
-from beaker_core.exceptions import ConfigurationError
 from beaker_core.locks import TokenLock
 
 from .backend import RedisBackend
@@ -33,24 +30,12 @@ end
 return 0
 """
 
-_url_backends: dict[str, RedisBackend] = {}
-_url_guard = threading.Lock()
-
 
 class RedisLock(TokenLock):
     __doc__ = __doc__
 
     kind = "redis"
     backend_class = RedisBackend
-
-    def _backend_for_url(self, url: Any) -> RedisBackend:
-        if not isinstance(url, str):
-            raise ConfigurationError(f"the redis lock's url must be a string, not {type(url).__name__}")
-        with _url_guard:
-            backend = _url_backends.get(url)
-            if backend is None:
-                backend = _url_backends[url] = RedisBackend(url=url)
-            return backend
 
     def _prepare(self) -> None:
         self._key = self.backend._key(LOCK_MARK + self.name)

@@ -367,6 +367,9 @@ def test_lock_timeout_and_errors(store, redis_server):
     standalone = RedisLock("job", url=redis_server.url)
     with standalone:
         pass
+    assert RedisLock("other", url=redis_server.url).backend is standalone.backend  # one backend per url
+    with pytest.raises(ConfigurationError, match="the redis lock's url must be a string, not list"):
+        RedisLock("job", url=[redis_server.url])
 
 
 def test_lock_on_an_unreachable_server_raises_backend_error():
