@@ -10,7 +10,7 @@ import pytest
 
 from beaker_core.backends.dbm import DBMBackend
 from beaker_core.exceptions import BackendError, ConfigurationError
-from beaker_core.testing.concurrency import run_in_threads, run_scripts
+from beaker_core.testing.concurrency import run_scripts
 
 ODD_KEYS = ["../../etc/passwd", "a/b", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑", "", "line\nbreak",
             "quote'\"", "\udcff lone surrogate"]
@@ -126,37 +126,6 @@ def test_keys_and_cleanup(backend):
     assert backend.cleanup() == 0
     assert backend.delete_prefix("user:") == 2
     assert sorted(backend.keys()) == ["grows", "item:1"]
-
-
-def test_incr_from_four_processes(tmp_path, backend):
-    code = """
-        from beaker_core.backends.dbm import DBMBackend
-        backend = DBMBackend(data_dir=sys.argv[2])
-        for _ in range(50):
-            backend.incr("counter")
-    """
-    run_scripts(tmp_path, code, [[backend.data_dir]] * 4)
-    assert backend.get("counter") == b"200"
-
-
-def test_threads_share_one_backend(backend):
-    def work(index):
-        for _ in range(50):
-            backend.incr("counter")
-            assert backend.get("counter") is not None, "a counter read missed"
-
-    run_in_threads(work, 4)
-    assert backend.get("counter") == b"200"
-
-
-def test_add_from_several_processes_has_one_winner(tmp_path, backend):
-    code = """
-        from beaker_core.backends.dbm import DBMBackend
-        print(DBMBackend(data_dir=sys.argv[2]).add("race", sys.argv[3].encode()))
-    """
-    outputs = run_scripts(tmp_path, code, [[backend.data_dir, f"worker{n}"] for n in range(6)])
-    assert sorted(outputs) == ["False"] * 5 + ["True"]
-    assert backend.get("race") == f"worker{outputs.index('True')}".encode()
 
 
 def test_forked_child_does_not_share_the_parents_lock(backend):

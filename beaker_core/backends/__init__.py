@@ -92,12 +92,14 @@ class Backend:
         raise NotImplementedError
 
     def incr(self, key: str, delta: int = 1) -> int:
-        """Add ``delta`` to the integer stored under ``key`` (created at 0) and return the result.
+        """Add ``delta`` to the integer stored under ``key`` (created at 0, without expiry) and return the result;
+        an existing value keeps its expiry.
 
-        The default reads then writes; backends with an atomic increment override it. The core only uses it for
-        generation counters, where a lost increment between two concurrent invalidations is harmless (both moved
-        the generation past every value cached before them).
+        The default reads then writes, without the expiry (it cannot read one), and is not atomic: backends with
+        an atomic increment, or with expiring values, override it. The core itself does not call it; it is part of
+        the contract for applications and tools that keep counters in a backend.
         """
+        check_delta(delta)
         current = self.get(key)
         value = (int(current) if current is not None else 0) + delta
         self.set(key, str(value).encode("ascii"))
@@ -155,6 +157,13 @@ def check_ttl(ttl: Any) -> float | None:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         raise ConfigurationError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
     return ttl
+
+
+def check_delta(delta: Any) -> int:
+    """Validate the delta of ``incr``: an int (not a bool)."""
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise ConfigurationError(f"incr needs an integer delta, not {delta!r}")
+    return delta
 
 
 def deadline(ttl: float | None, now=time.time) -> float | None:

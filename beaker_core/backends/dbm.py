@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator
 
 from ..exceptions import BackendError, ConfigurationError
 from ..util import unknown_options
-from . import Backend, deadline
+from . import Backend, check_delta, deadline
 from .file import directory_option, fcntl, require_flock
 
 _HEADER = struct.Struct(">Bd")
@@ -297,8 +297,7 @@ class DBMBackend(Backend):
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomic across processes. An existing deadline is kept; a new counter never expires."""
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise TypeError(f"incr needs an int delta, not {delta!r}")
+        check_delta(delta)
         raw_key = self._key(key)
         with self._access(write=True) as database:
             entry = _live(database.get(raw_key), time.time())

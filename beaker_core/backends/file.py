@@ -72,7 +72,7 @@ except ImportError:  # not POSIX: the module still imports, so that the registry
 
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
-from . import Backend, check_ttl, deadline
+from . import Backend, check_delta, check_ttl, deadline
 
 _FILE_HEADER = struct.Struct(">4sQI")
 _FIELDS = struct.Struct(">IQBdIQ")  # a slot header after its own checksum
@@ -537,8 +537,7 @@ class FileBackend(Backend):
 
     def incr(self, key: str, delta: int = 1) -> int:
         """Atomic across processes. An existing deadline is kept; a new counter never expires."""
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise TypeError(f"incr needs an int delta, not {delta!r}")
+        check_delta(delta)
         raw_key, path = self._path(key)
 
         def change(entry):

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
 from ..util import coerce_int
-from . import Backend, deadline
+from . import Backend, check_delta, deadline
 
 
 class MemoryBackend(Backend):
@@ -82,10 +82,14 @@ class MemoryBackend(Backend):
             return True
 
     def incr(self, key: str, delta: int = 1) -> int:
+        """An existing deadline is kept; a new counter never expires."""
+        check_delta(delta)
         with self._lock:
             item = self._data.get(key)
-            value = (int(item[0]) if _live(item) else 0) + delta
-            self._data[key] = (value, None)
+            if not _live(item):
+                item = (0, None)
+            value = int(item[0]) + delta
+            self._data[key] = (value, item[1])
             return value
 
     def keys(self, prefix: str = "") -> Iterator[str]:

@@ -113,6 +113,28 @@ def lock_counter(backend: str, options: dict[str, Any], lock_type: str, lock_opt
         store.close()
 
 
+def add_once(backend: str, options: dict[str, Any], key: str, value: bytes, start) -> bool:
+    """``add`` of ``value`` under ``key``, at the same moment as the other workers."""
+    _, store = _open(backend, options)
+    try:
+        start.wait(START_TIMEOUT)
+        return store.add(key, value, 3600)
+    finally:
+        store.close()
+
+
+def incr_counter(backend: str, options: dict[str, Any], key: str, increments: int, start) -> int:
+    """``incr`` of ``key`` ``increments`` times."""
+    _, store = _open(backend, options)
+    try:
+        start.wait(START_TIMEOUT)
+        for _ in range(increments):
+            store.incr(key)
+        return increments
+    finally:
+        store.close()
+
+
 def _increment(current: Any) -> bytes:
     return str(int(current or 0) + 1).encode("ascii")
 

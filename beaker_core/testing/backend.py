@@ -25,6 +25,7 @@ import pytest
 from ..backends import Backend
 from ..exceptions import ConfigurationError
 from ..registry import Registry
+from . import _workers
 from .concurrency import run_in_threads
 
 #: capabilities read from the backend class (attributes of :class:`~beaker_core.backends.Backend`)
@@ -102,7 +103,7 @@ class ConformanceBase:
         TTLs such as memcached or redis ``EXPIRE``). Tests wait that much longer before expecting a value gone.
     :param native_expiry: the store expires entries by itself, so ``cleanup`` may report 0.
     :param lock_type: the lock the lock tests use; ``None`` means the backend's ``preferred_lock``.
-    :param processes: how many processes the cross-process lock test runs.
+    :param processes: how many processes the cross-process tests (locks, add, incr) run.
     :param backend_class: the backend's class, only for a backend that a plain ``Registry()`` does not find (one
         registered in an overridden ``registry`` fixture): the suite reads the capabilities from it. Set it together
         with ``backend``.
@@ -331,6 +332,17 @@ class BackendContractTests(ConformanceBase):
         assert store.incr(key, 5) == 7
         assert store.incr(key, -3) == 4
         assert _counter(store.get(key)) == 4
+        for delta in (1.5, True, "1", None):
+            with pytest.raises(ConfigurationError, match="incr needs an integer delta"):
+                store.incr(key, delta)
+        assert _counter(store.get(key)) == 4
+
+    def test_incr_keeps_the_deadline_of_the_value_it_changes(self, store, prefix):
+        ttl = self.short_ttl
+        store.set(prefix + "expiring", b"5", ttl=ttl)
+        assert store.incr(prefix + "expiring") == 6
+        self.wait_past(ttl)
+        assert store.get(prefix + "expiring") is None
 
     def test_invalid_ttl_is_a_configuration_error(self, store, prefix):
         for ttl in (0, -1, "10", True):
@@ -505,3 +517,33 @@ class BackendContractTests(ConformanceBase):
                 assert seen in shared_values, f"thread {index} read {seen!r} from the shared key"  # never torn
 
         run_in_threads(work, threads_count)
+
+    def test_add_from_threads_has_one_winner(self, store, prefix):
+        results = run_in_threads(lambda index: store.add(prefix + "once", str(index).encode("ascii"), ttl=3600), 8)
+        assert results.count(True) == 1
+        assert store.get(prefix + "once") == str(results.index(True)).encode("ascii")
+
+    def test_incr_from_threads_loses_no_increment(self, store, prefix):
+        def work(index: int) -> None:
+            for _ in range(25):
+                store.incr(prefix + "counter")
+
+        run_in_threads(work, 8)
+        assert int(store.get(prefix + "counter")) == 8 * 25
+
+    @pytest.mark.slow
+    @requires("shared")
+    def test_add_from_processes_has_one_winner(self, store, backend_options, prefix):
+        args = [(self.backend, backend_options, prefix + "once", f"worker{index}".encode("ascii"))
+                for index in range(self.processes)]
+        results = _workers.run_in_processes(_workers.add_once, args, synchronized=True)
+        assert sorted(results) == [False] * (self.processes - 1) + [True]
+        assert store.get(prefix + "once") == f"worker{results.index(True)}".encode("ascii")
+
+    @pytest.mark.slow
+    @requires("shared")
+    def test_incr_from_processes_loses_no_increment(self, store, backend_options, prefix):
+        args = (self.backend, backend_options, prefix + "counter", 50)
+        assert _workers.run_in_processes(_workers.incr_counter, [args] * self.processes,
+                                         synchronized=True) == [50] * self.processes
+        assert int(store.get(prefix + "counter")) == self.processes * 50

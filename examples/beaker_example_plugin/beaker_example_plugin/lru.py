@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from beaker_core.backends import Backend, deadline
+from beaker_core.backends import Backend, check_delta, deadline
 from beaker_core.util import coerce_int
 
 
@@ -68,10 +68,13 @@ class ExampleLRUBackend(Backend):
             return True
 
     def incr(self, key: str, delta: int = 1) -> int:
+        """An existing deadline is kept; a new counter never expires."""
+        check_delta(delta)
         with self._lock:
             current = self._live_value(key)
             number = (int(current) if current is not None else 0) + delta
-            self._store(key, (str(number).encode("ascii"), None))
+            expires = self._entries[key][1] if current is not None else None
+            self._store(key, (str(number).encode("ascii"), expires))
             return number
 
     def keys(self, prefix: str = "") -> Iterator[str]:

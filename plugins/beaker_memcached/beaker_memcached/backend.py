@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any, Iterable, Iterator
 
-from beaker_core.backends import Backend, check_ttl
+from beaker_core.backends import Backend, check_delta, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError, ValueTooLarge
 from beaker_core.util import coerce_bool, coerce_float
 
@@ -274,8 +274,7 @@ class MemcachedBackend(Backend):
     def incr(self, key: str, delta: int = 1) -> int:
         """memcached's ``incr`` (created at 0 with ``add``); a negative delta or result falls back to a
         ``gets``/``cas`` loop, since memcached's counters are unsigned."""
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise ConfigurationError(f"incr delta must be an integer, not {delta!r}")
+        check_delta(delta)
         from pymemcache.exceptions import MemcacheClientError
         if delta >= 0:
             try:

@@ -12,7 +12,7 @@ import hashlib
 import math
 from typing import Any, Iterable, Iterator
 
-from beaker_core.backends import Backend, check_ttl
+from beaker_core.backends import Backend, check_delta, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
 from .cluster import connect_cluster, is_cluster_url, parse_cluster_url
@@ -305,8 +305,7 @@ class RedisBackend(Backend):
             raise self._error("PEXPIRE" if ttl is not None else "PERSIST", exc) from exc
 
     def incr(self, key: str, delta: int = 1) -> int:
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise ConfigurationError(f"incr delta must be an integer, not {delta!r}")
+        check_delta(delta)
         try:
             return int(self._client.incrby(self._key(key), delta))
         except self._errors as exc:

@@ -162,22 +162,6 @@ def test_values_must_be_bytes(store):
     assert store.get("k") == b"ok"
 
 
-def test_add_is_atomic_between_threads(store):
-    results = run_in_threads(lambda index: store.add("once", str(index).encode(), ttl=30), 16)
-    assert results.count(True) == 1
-
-
-def test_incr_is_atomic_between_threads(store):
-    def work(index):
-        for _ in range(100):
-            store.incr("counter")
-
-    run_in_threads(work, 8)
-    assert store.get("counter") == b"800"
-    with pytest.raises(ConfigurationError):
-        store.incr("counter", 1.5)
-
-
 def test_databases_from_the_url_and_the_db_option_are_separate(redis_server, prefix):
     if not hasattr(redis_server, "port"):
         pytest.skip("needs a server started by the fixtures")
