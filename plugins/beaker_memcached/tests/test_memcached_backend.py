@@ -393,3 +393,34 @@ def test_reply_timeouts_are_kernel_socket_options(memcached_server):
     seconds, microseconds = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
     assert seconds + microseconds / 1e6 == pytest.approx(2.5, abs=0.01)
     backend.close()
+
+
+def test_unix_socket_server(tmp_path):
+    """A memcached listening on a unix socket only: every path of the backend (the read path, pymemcache's
+    commands, the lock) works over it."""
+    from beaker_core.testing.servers import find_binary
+    socket_path = str(tmp_path / "memcached.sock")
+    argv = [find_binary("memcached"), "-s", socket_path, "-a", "0700", "-m", "16"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv += ["-u", "root"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(socket_path):
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "memcached did not create its socket"
+            time.sleep(0.01)
+        backend = MemcachedBackend(url=f"unix:{socket_path}")
+        backend.set("k", b"v", ttl=60)
+        assert backend.get_many(["k", "absent"]) == [b"v", None]
+        assert backend.add("k", b"other") is False
+        assert backend.incr("n") == 1
+        with MemcachedLock("job", backend=backend):
+            assert MemcachedLock("job", backend=backend).acquire(False) is False
+        cache = Cache("unix", type="memcached", url=f"unix:{socket_path}")
+        cache.put("key", {"a": [1, 2]})
+        assert cache.get("key") == {"a": [1, 2]}
+        backend.close()
+    finally:
+        process.kill()
+        process.wait()
