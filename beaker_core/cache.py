@@ -23,7 +23,6 @@ by the serializer's bytes.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import struct
 import threading
@@ -32,9 +31,10 @@ from typing import Any, Callable, Mapping
 
 from .exceptions import BackendError, BeakerError, ConfigurationError, SerializationError
 from .backends.memory import MemoryBackend
+from .keys import DEFAULT_KEY_LENGTH, KeySpec, spec_of
 from .registry import Registry, default_registry
-from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, func_namespace, \
-    parse_cache_config_options, sha1
+from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, parse_cache_config_options, \
+    sha1
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ cache_regions: dict[str, dict[str, Any]] = {}
 cache_managers: dict[Any, "Cache"] = {}
 _cache_managers_lock = threading.Lock()
 
-DEFAULT_KEY_LENGTH = 250
 _HEADER = struct.Struct("!Bddq")
 _ENVELOPE_VERSION = 1
 _MISS = object()
@@ -520,7 +519,7 @@ class CacheManager:
         As in Beaker, ``args`` are the decorator's arguments followed by the call's; keyword arguments that are cache
         options (``expire=``, ``type=``, as Beaker's documentation passes them) are ignored, the others are the call's.
         """
-        spec = _spec_of(func)
+        spec = spec_of(func)
         if spec.region is not None:
             return region_invalidate(func, spec.region, *args, **kwargs)
         call_kwargs = {key: value for key, value in kwargs.items()
@@ -535,112 +534,10 @@ _INVALIDATE_OPTIONS = _CACHE_OPTIONS | {"type", "data_dir", "lock_dir", "url"}
 
 # -- decorators ------------------------------------------------------------------------------------------------
 
-class _KeySpec:
-    """How a decorated function turns its arguments into a cache key.
-
-    Beaker's key is the decorator's arguments and the call's arguments joined by spaces, with ``self`` left out.
-    Beyond Beaker: keyword arguments are bound to the signature (``f(1, limit=2)`` and ``f(1, 2)`` share a key),
-    and a first parameter named ``cls`` is replaced by the class's qualified name, so a cached classmethod called
-    on two subclasses keeps two values.
-    """
-
-    def __init__(self, func: Callable, deco_args: tuple, region: str | None, options: Mapping[str, Any]):
-        self.func = func
-        self.namespace = func_namespace(func)
-        self.deco_args = tuple(str(arg) for arg in deco_args)
-        self.region = region
-        self.options = dict(options)
-        self._key_length = self.options.pop("key_length", None)
-        self.signature = inspect.signature(func)
-        positional = [p for p in self.signature.parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        first = positional[0].name if positional else None
-        self.skip_self = first == "self"
-        self.by_class = first == "cls"
-        self.positional_count = len(positional)
-        self.simple = len(self.signature.parameters) == len(positional)
-        self.names = tuple(param.name for param in positional)
-        self.defaults = tuple(param.default for param in positional)
-
-    def key_length(self, region_options: Mapping[str, Any] | None) -> int:
-        if region_options is not None:
-            return int(region_options.get("key_length") or DEFAULT_KEY_LENGTH)
-        return int(self._key_length or DEFAULT_KEY_LENGTH)
-
-    def parts(self, args: tuple, kwargs: Mapping[str, Any]) -> list:
-        values = self._simple_parts(args, kwargs) if self.simple else None
-        if values is None:
-            bound = self.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            values = []
-            for name, param in self.signature.parameters.items():
-                value = bound.arguments.get(name)
-                if param.kind is param.VAR_POSITIONAL:
-                    values.extend(value or ())
-                elif param.kind is param.VAR_KEYWORD:
-                    values.extend(f"{key}={item}" for key, item in sorted((value or {}).items()))
-                elif param.kind is param.KEYWORD_ONLY:
-                    values.append(f"{name}={value}")
-                else:
-                    values.append(value)
-        if self.skip_self and values:
-            del values[0]
-        elif self.by_class and values:
-            owner = values[0]
-            values[0] = f"{owner.__module__}.{owner.__qualname__}" if isinstance(owner, type) else str(owner)
-        return values
-
-    def _simple_parts(self, args: tuple, kwargs: Mapping[str, Any]) -> list | None:
-        """Bind a call to a signature of plain positional-or-keyword parameters, the common case, without
-        ``inspect``; None when the call needs the general path (or is wrong, which the general path reports)."""
-        count = len(args)
-        if count == self.positional_count and not kwargs:
-            return list(args)
-        if count > self.positional_count:
-            return None
-        values = list(args)
-        used = 0
-        empty = inspect.Parameter.empty
-        for index in range(count, self.positional_count):
-            name = self.names[index]
-            if name in kwargs:
-                values.append(kwargs[name])
-                used += 1
-            elif self.defaults[index] is not empty:
-                values.append(self.defaults[index])
-            else:
-                return None
-        if used != len(kwargs):
-            return None
-        return values
-
-    def key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int) -> str:
-        parts = self.parts(args, kwargs)
-        key = " ".join([*self.deco_args, *map(str, parts)]) if parts or self.deco_args else ""
-        if len(key) + len(self.namespace) > key_length:
-            key = sha1(key)
-        return key
-
-    def invalidation_key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int,
-                         bound_to: Any = None) -> str:
-        """The key of a call, from Beaker's invalidation arguments (decorator arguments first, then the call's)."""
-        call_args = tuple(args[len(self.deco_args):])
-        if self.skip_self or self.by_class:
-            call_args = (bound_to, *call_args)
-        return self.key(call_args, kwargs, key_length)
-
-
-def _spec_of(func: Any) -> _KeySpec:
-    spec = getattr(getattr(func, "__func__", func), "_beaker_spec", None)
-    if spec is None:
-        raise ConfigurationError(f"{func!r} is not a function decorated by beaker_core's cache decorators")
-    return spec
-
-
 def _decorator(deco_args: tuple, *, manager: CacheManager | None, options: Mapping[str, Any],
                region: str | None) -> Callable:
     def decorate(func: Callable) -> Callable:
-        spec = _KeySpec(func, deco_args, region, options)
+        spec = KeySpec(func, deco_args, region, options)
         # (cache, key_length), resolved on the first call so that decorating may precede configuration
         resolved: list[Any] = [None, DEFAULT_KEY_LENGTH]
 
@@ -721,7 +618,7 @@ def region_invalidate(namespace: Any, region: str | None, *args: Any, **kwargs: 
         Cache._get_cache(namespace, region_options).remove_value(key)
         return
     bound_to = getattr(namespace, "__self__", None)
-    spec = _spec_of(namespace)
+    spec = spec_of(namespace)
     region_options = _region_options(region or spec.region)
     cache = Cache._get_cache(spec.namespace, region_options)
     cache.remove_value(spec.invalidation_key(args, kwargs, spec.key_length(region_options), bound_to))
