@@ -7,13 +7,14 @@ imports nothing from pytest, so a worker starts quickly.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue as queue_module
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 WORKER_REGION = "bkconf_worker_region"
 START_TIMEOUT = 60.0
@@ -96,6 +97,17 @@ def _open(backend: str, options: dict[str, Any]):
     return registry, registry.backend_class(backend)(**options)
 
 
+@contextlib.contextmanager
+def _store_at_start(backend: str, options: dict[str, Any], start) -> Iterator[Any]:
+    """The backend, opened here, once every worker reached ``start``; closed afterwards."""
+    _, store = _open(backend, options)
+    try:
+        start.wait(START_TIMEOUT)
+        yield store
+    finally:
+        store.close()
+
+
 def lock_counter(backend: str, options: dict[str, Any], lock_type: str, lock_options: dict[str, Any],
                  lock_name: str, key: str, increments: int, start) -> int:
     """Increment a counter stored in the backend ``increments`` times, read then write, each under the lock."""
@@ -115,24 +127,16 @@ def lock_counter(backend: str, options: dict[str, Any], lock_type: str, lock_opt
 
 def add_once(backend: str, options: dict[str, Any], key: str, value: bytes, start) -> bool:
     """``add`` of ``value`` under ``key``, at the same moment as the other workers."""
-    _, store = _open(backend, options)
-    try:
-        start.wait(START_TIMEOUT)
+    with _store_at_start(backend, options, start) as store:
         return store.add(key, value, 3600)
-    finally:
-        store.close()
 
 
 def incr_counter(backend: str, options: dict[str, Any], key: str, increments: int, start) -> int:
     """``incr`` of ``key`` ``increments`` times."""
-    _, store = _open(backend, options)
-    try:
-        start.wait(START_TIMEOUT)
+    with _store_at_start(backend, options, start) as store:
         for _ in range(increments):
             store.incr(key)
         return increments
-    finally:
-        store.close()
 
 
 def _increment(current: Any) -> bytes:
@@ -141,14 +145,10 @@ def _increment(current: Any) -> bytes:
 
 def update_counter(backend: str, options: dict[str, Any], key: str, increments: int, start) -> int:
     """Increment a counter ``increments`` times through the backend's atomic ``update``."""
-    _, store = _open(backend, options)
-    try:
-        start.wait(START_TIMEOUT)
+    with _store_at_start(backend, options, start) as store:
         for _ in range(increments):
             store.update(key, _increment, 3600)
         return increments
-    finally:
-        store.close()
 
 
 def try_lock(backend: str, options: dict[str, Any], lock_type: str, lock_options: dict[str, Any],
