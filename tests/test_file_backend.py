@@ -18,11 +18,10 @@ import pytest
 
 from beaker_core.backends.file import FileBackend, _entry, decode_file, encode_slot, read_heads
 from beaker_core.exceptions import BackendError, ConfigurationError
-from beaker_core.locks import Lock
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.testing.concurrency import run_scripts
-from beaker_core.testing.sessions import WSGIClient, session_app
+from beaker_core.testing.sessions import RefusedLock, WSGIClient, session_app
 
 ODD_KEYS = ["../../etc/passwd", "a/b", "/abs/path", "\x00", "nul\x00inside", "k" * 5000, "clé ünï 鍵 🔑",
             ".", "..", "", " ", "line\nbreak", "back\\slash", "\udcff lone surrogate"]
@@ -416,16 +415,6 @@ def test_update_of_an_expired_key_gets_none(backend):
     assert seen == [None] and backend.get("k") == b"new"
     time.sleep(0.3)
     assert backend.get("k") is None
-
-
-class RefusedLock(Lock):
-    kind = "refused"
-
-    def acquire(self, blocking=True, timeout=None):
-        raise AssertionError("file sessions should not need a lock")
-
-    def release(self):
-        pass
 
 
 def test_file_sessions_save_with_one_update_and_no_lock(tmp_path):

@@ -10,12 +10,11 @@ import pytest
 from beaker_core.backends.file import FileBackend
 from beaker_core.backends.memory import MemoryBackend
 from beaker_core.exceptions import ConfigurationError, SerializationError
-from beaker_core.locks import Lock
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import Session, SessionObject, new_session_id, valid_session_id
 from beaker_core.session_store import KEY_PREFIX
-from beaker_core.testing.sessions import WSGIClient, session_app, set_cookies
+from beaker_core.testing.sessions import RefusedLock, WSGIClient, session_app, set_cookies
 from beaker_core.testing.concurrency import run_in_threads
 
 
@@ -53,16 +52,6 @@ class CountingFile(Counting, FileBackend):
 
 class CountingMemory(Counting, MemoryBackend):
     pass
-
-
-class RefusedLock(Lock):
-    kind = "refused"
-
-    def acquire(self, blocking=True, timeout=None):
-        raise AssertionError("this save should not need a lock")
-
-    def release(self):
-        pass
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ import time
 import pytest
 
 from beaker_core.backends import Backend, deadline
-from beaker_core.locks import Lock
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import Session
 from beaker_core.session_store import KEY_PREFIX
-from beaker_core.testing.sessions import SessionConformance, WSGIClient, session_app, set_cookies
+from beaker_core.testing.sessions import RefusedLock, SessionConformance, WSGIClient, session_app, set_cookies
 
 
 class RecordMemoryBackend(Backend):
@@ -75,16 +74,6 @@ class RecordMemoryBackend(Backend):
                 return False
             self._records[key] = (item[0], deadline(ttl))
             return True
-
-
-class RefusedLock(Lock):
-    kind = "refused"
-
-    def acquire(self, blocking=True, timeout=None):
-        raise AssertionError("a record backend needs no session lock")
-
-    def release(self):
-        pass
 
 
 def make_registry():

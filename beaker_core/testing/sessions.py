@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from ..locks import Lock
 from ..middleware import SessionMiddleware
 from ..session_store import KEY_PREFIX
 from .backend import ConformanceBase, requires
@@ -70,6 +71,19 @@ class WSGIClient:
         status, _, body = self.request(path, cookie)
         assert status.startswith("200"), (status, body)
         return json.loads(body)
+
+
+class RefusedLock(Lock):
+    """A lock type that fails the test when it is taken: register it (``registry.register("lock", "refused",
+    RefusedLock)``) and configure ``session.lock_type = refused`` to prove that a save path takes no lock."""
+
+    kind = "refused"
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        raise AssertionError(f"the lock {self.name!r} was taken, but this save should not need a lock")
+
+    def release(self) -> None:
+        pass
 
 
 def set_cookies(headers: list) -> list[str]:
