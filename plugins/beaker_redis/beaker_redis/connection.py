@@ -245,18 +245,15 @@ class DirectCommands:
                 return self._execute(*args)
         try:
             connection.send_packed_command(connection.pack_command(*args))
-            reply = connection.read_response()
+            return connection.read_response()
         except _connection_error() as exc:
-            self._idle.append(connection)  # redis-py disconnected it: it connects again when next used
             if isinstance(exc.__context__, (BlockingIOError, TimeoutError)):  # a kernel reply timeout
                 raise
-            return self._execute(*args)
-        except BaseException:
-            # an error reply (the connection read it whole), or an interruption (redis-py disconnected it)
+        finally:
+            # back to the set: its reply was read whole (an error reply too), or redis-py disconnected it after a
+            # failure or an interruption, and it connects again when next used
             self._idle.append(connection)
-            raise
-        self._idle.append(connection)
-        return reply
+        return self._execute(*args)
 
     def _open(self) -> Any:
         with self._guard:
