@@ -21,7 +21,6 @@ import datetime
 import decimal
 import json
 import json.encoder
-import json.scanner
 import pickle
 import uuid
 from typing import Any
@@ -181,6 +180,7 @@ def _make_encoder() -> Any:
 
 
 _encode_json = _make_encoder()
+_PLAIN_DECODER = json.JSONDecoder()
 
 
 class JSONSerializer(Serializer):
@@ -191,11 +191,11 @@ class JSONSerializer(Serializer):
     _decode = json.JSONDecoder(object_hook=_object_hook).decode
     # Most stored values hold no tagged object; decoding those without the Python-level object hook is about
     # twice as fast. The tag's name in the text is what sends a document through the hook.
-    _decode_plain = json.JSONDecoder().decode
-    # The decoder's scanner, called directly: ``decode`` wraps it in two whitespace matches and two Python calls,
-    # which cost as much again as the scan of a small document. What this serializer writes has no whitespace
-    # around it; anything else (and every error) goes through ``decode``.
-    _scan_plain = staticmethod(json.scanner.make_scanner(json.JSONDecoder()))
+    _decode_plain = _PLAIN_DECODER.decode
+    # The same decoder's scanner, called directly: ``decode`` wraps it in two whitespace matches and two Python
+    # calls, which cost as much again as the scan of a small document. What this serializer writes has no
+    # whitespace around it; anything else (and every error) goes through ``decode``.
+    _scan_plain = staticmethod(_PLAIN_DECODER.scan_once)
 
     def dumps(self, value: Any) -> bytes:
         try:
