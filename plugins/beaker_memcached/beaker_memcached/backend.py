@@ -191,7 +191,7 @@ class MemcachedBackend(Backend):
         single = self._ring.single
         if single is not None and not single.down_until and len(mapped) <= _GET_BATCH:
             try:  # the common case, kept short: one server, one round trip
-                found = single.client().get_values(b"get " + b" ".join(mapped) + b"\r\n")
+                found = single.client().get_values(mapped)
             except self._errors as exc:
                 self._degrade(single, "reading", exc, None)
                 return [None] * len(mapped)
@@ -205,8 +205,7 @@ class MemcachedBackend(Backend):
             try:
                 client = node.client()
                 for start in range(0, len(group), _GET_BATCH):
-                    batch = [by_text[item] for item in group[start:start + _GET_BATCH]]
-                    found.update(client.get_values(b"get " + b" ".join(batch) + b"\r\n"))
+                    found.update(client.get_values([by_text[item] for item in group[start:start + _GET_BATCH]]))
             except self._errors as exc:
                 self._degrade(node, "reading", exc, None)
                 continue

@@ -134,8 +134,8 @@ def client_class() -> Any:
                     key = key.encode("ascii")
                 return key_prefix + key if key_prefix else key
 
-            def get_values(self, request: bytes) -> dict[bytes, bytes]:
-                """Send ``request`` (a whole ``get k1 k2 ...\r\n`` line) and return the values found, by key.
+            def get_values(self, keys: list[bytes]) -> dict[bytes, bytes]:
+                """``get`` of ``keys`` (valid memcached keys, as bytes): the values found, by key.
 
                 The read path of a cache hit, kept short: one ``sendall`` and usually one ``recv``, the reply
                 parsed by the lengths it announces. It uses this client's own socket and leaves it as pymemcache
@@ -146,7 +146,7 @@ def client_class() -> Any:
                     self._connect()
                 sock = self.sock
                 try:
-                    sock.sendall(request)
+                    sock.sendall(b"get " + b" ".join(keys) + b"\r\n")
                     return read_values(sock, sock.recv(_RECV_SIZE))
                 except BaseException:
                     self.close()
