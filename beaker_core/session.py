@@ -101,9 +101,7 @@ class Session(_BaseSession):
             return False
         if record is None:
             return False
-        created, accessed, data = record[0], record[1], record[2]
-        if len(record) > 3:
-            self._seen = record[3]
+        created, accessed, data, self._seen = record
         if config.absolute_timeout is not None and _time() - created >= config.absolute_timeout:
             self._store.delete(session_id)
             self.was_invalidated = True
@@ -121,8 +119,7 @@ class Session(_BaseSession):
             record = self._store.load(self.id)
             if record is not None:
                 dict.update(self, record[2])
-                if len(record) > 3:
-                    self._seen = record[3]
+                self._seen = record[3]
 
     @property
     def namespace(self) -> Any:

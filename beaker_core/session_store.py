@@ -49,7 +49,8 @@ def _own(value: Any) -> Any:
     return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
-#: a loaded record: ``(created, accessed, data)``, or ``(created, accessed, data, seen)`` (see the module docstring)
+#: a loaded record: ``(created, accessed, data, seen)``; ``seen`` is None where the store has nothing to hand back
+#: at save (see the module docstring)
 Record = tuple
 
 # the types of the values a decoded record holds that no request can change in place
@@ -57,7 +58,7 @@ _UNCHANGEABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.da
                            datetime.timedelta, uuid.UUID, decimal.Decimal})
 
 
-def _check_record(value: Any) -> Record:
+def _check_record(value: Any) -> tuple[float, float, dict]:
     if (not isinstance(value, dict) or not isinstance(value.get("d"), dict)
             or not isinstance(value.get("c"), (int, float)) or not isinstance(value.get("a"), (int, float))):
         raise SerializationError("stored session record has an unexpected shape")
@@ -72,7 +73,7 @@ class BlobStore:
         self.backend = config.backend
         self.serializer = config.serializer
 
-    def _decode(self, raw: bytes) -> Record:
+    def _decode(self, raw: bytes) -> tuple[float, float, dict]:
         try:
             value = self.serializer.loads(raw)
         except SerializationError:
@@ -161,7 +162,7 @@ class ObjectStore(BlobStore):
         created, accessed, data = stored
         immutable = _IMMUTABLE
         return created, accessed, {name: value if type(value) in immutable else copy.deepcopy(value)
-                                   for name, value in data.items()}
+                                   for name, value in data.items()}, None
 
     def create(self, session_id: str, created: float, now: float, data: dict, ttl: float | None) -> None:
         owned = {name: _own(value) for name, value in data.items()}
@@ -222,7 +223,7 @@ class RecordStore(BlobStore):
             raise SerializationError(f"stored session record cannot be read: {exc}") from exc
         if not isinstance(created, (int, float)) or not isinstance(accessed, (int, float)):
             raise SerializationError("stored session record has an unexpected shape")
-        return float(created), float(accessed), data
+        return float(created), float(accessed), data, None
 
     def _fields(self, now: float, set_items: dict, created: float | None = None) -> dict:
         dumps = self.serializer.dumps
