@@ -600,7 +600,7 @@ class FileBackend(Backend):
                 continue
             loaded = self._load(entry.path)
             found = None if loaded is None else loaded[0]
-            if found is None or (found[2] is not None and found[2] <= now):
+            if _is_dead(None, found, now):
                 continue
             key = found[0].decode("utf-8", "surrogatepass")
             if key.startswith(prefix):
@@ -621,7 +621,7 @@ class FileBackend(Backend):
                     raise self._error("remove", entry.path, exc) from exc
             elif len(entry.name) == 64:
                 loaded = self._load(entry.path)
-                if loaded is not None and (loaded[0] is None or (loaded[0][2] is not None and loaded[0][2] <= now)):
+                if loaded is not None and _is_dead(None, loaded[0], now):
                     removed += self._discard(entry.path, None)
         self._remove_empty_shards()
         return removed
