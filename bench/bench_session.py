@@ -156,7 +156,8 @@ def backend_step(app: SessionMiddleware) -> Contender:
     if record is None:
         raise SystemExit("the session record was not found under the key its cookie names")
     backend.set("bench-record", record)
-    return Contender("step: file backend", "get + set of the record", "get('bench-record'); set('bench-record', RECORD)",
+    return Contender("step: file backend", "get + set of the record",
+                     "get('bench-record'); set('bench-record', RECORD)",
                      {"get": backend.get, "set": backend.set, "RECORD": record})
 
 

@@ -111,7 +111,8 @@ def test_starttime_expires_older_values():
 
 
 def test_clear_invalidates_namespace_only(cache, tmp_path):
-    other = Cache(namespace(), type=cache.type, **({"data_dir": str(tmp_path / "cache")} if cache.type == "file" else {}))
+    options = {"data_dir": str(tmp_path / "cache")} if cache.type == "file" else {}
+    other = Cache(namespace(), type=cache.type, **options)
     cache.put("a", 1)
     other.put("a", 2)
     cache.clear()

@@ -135,8 +135,8 @@ class ConformanceBase:
         """Remove, from a subclass that names its ``backend``, every test whose requirement the backend misses.
 
         A removed test is set to ``None`` on the subclass, which pytest does not collect. When neither
-        ``backend_class`` is set nor the registry resolves ``backend``, nothing is removed, so that every test fails on building the backend with the
-        registry's message rather than the suite quietly shrinking. The capabilities found are kept in
+        ``backend_class`` is set nor the registry resolves ``backend``, nothing is removed, so that every test fails
+        on building the backend with the registry's message rather than the suite quietly shrinking. The capabilities found are kept in
         ``_conformance_capabilities``; the ``store`` fixture checks that the built backend agrees with them.
         """
         super().__init_subclass__(**kwargs)

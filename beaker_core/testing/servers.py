@@ -8,8 +8,8 @@ Helpers (usable without pytest fixtures, e.g. from benchmarks)::
 
 Every process listens on 127.0.0.1 only, keeps its files in a temporary directory, and is stopped (and its directory
 removed) by ``stop()``. On Linux a server also ends when the thread that started it ends (so a killed test run leaves
-no server behind): start servers from a thread that outlives their use, such as the main thread. A server that cannot start raises :class:`ServerUnavailable` with the reason and the tail of
-its log.
+no server behind): start servers from a thread that outlives their use, such as the main thread. A server that
+cannot start raises :class:`ServerUnavailable` with the reason and the tail of its log.
 
 Pytest fixtures (a plugin's ``conftest.py`` imports the ones it uses)::
 
