@@ -154,3 +154,26 @@ class Cipher:
     def decrypt_text(self, token: str, associated_data: bytes = b"") -> bytes | None:
         raw = b64decode(token)
         return None if raw is None else self.decrypt(raw, associated_data)
+
+
+class CryptoModule:
+    """What Beaker's ``crypto.get_crypto_module(name)`` describes: here always AES through ``cryptography``."""
+
+    has_aes = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<CryptoModule {self.name!r}: AES-256-GCM from cryptography>"
+
+
+def get_crypto_module(name: str) -> CryptoModule:
+    """Beaker's question "which crypto library, and can it do AES?": ``default`` and ``cryptography`` answer with
+    the ``cryptography`` package, which beaker-core always uses; pycrypto and nss are not supported.
+    """
+    if name in ("default", "cryptography"):
+        return CryptoModule(name)
+    from .exceptions import BeakerError
+    raise BeakerError(f"crypto module {name!r} is not available: beaker-core encrypts with the cryptography package "
+                      f"(crypto_type 'default' or 'cryptography')")

@@ -126,6 +126,11 @@ class Session(_BaseSession):
         """The backend that holds the session (Beaker's ``namespace`` attribute)."""
         return self._config.backend
 
+    @property
+    def namespace_class(self) -> type:
+        """The class of :attr:`namespace` (Beaker's attribute of the same name)."""
+        return type(self._config.backend)
+
     def lock(self) -> None:
         """Hold the session's lock until :meth:`unlock` (saves made meanwhile use it)."""
         if self._held_lock is None:

@@ -6,13 +6,15 @@ raises :class:`~beaker_core.exceptions.ConfigurationError` naming the option.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import inspect
 import math
 import socket
 import struct
 import sys
-from typing import Any, Iterable, Mapping
+import unittest
+from typing import Any, Callable, Iterable, Mapping
 
 from .exceptions import ConfigurationError
 
@@ -239,3 +241,29 @@ def set_socket_io_timeout(sock: socket.socket, seconds: float) -> bool:
     except OSError:
         return False
     return True
+
+
+# -- Beaker's helpers of the same names --------------------------------------------------------------------------
+
+def serialize(data: Any, method: str) -> bytes:
+    """``data`` as bytes with the named serializer (``json``, ``pickle``...), as Beaker's ``util.serialize``."""
+    from .registry import default_registry
+    return default_registry().serializer(method).dumps(data)
+
+
+def deserialize(data_string: bytes, method: str) -> Any:
+    """The inverse of :func:`serialize` (Beaker's ``util.deserialize``)."""
+    from .registry import default_registry
+    return default_registry().serializer(method).loads(data_string)
+
+
+def skip_if(predicate: Callable[[], bool], reason: str | None = None) -> Callable:
+    """Decorate a test to skip it when ``predicate()`` is true at call time (Beaker's ``util.skip_if``)."""
+    def decorate(test: Callable) -> Callable:
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if predicate():
+                raise unittest.SkipTest(reason or getattr(predicate, "__name__", "skipped"))
+            return test(*args, **kwargs)
+        return run
+    return decorate

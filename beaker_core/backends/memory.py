@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
@@ -27,6 +28,7 @@ class MemoryBackend(Backend):
         self.max_entries = coerce_int("max_entries", max_entries, minimum=1) if max_entries is not None else None
         self._data: dict[str, tuple[Any, float | None]] = OrderedDict() if self.max_entries else {}
         self._lock = threading.Lock()
+        _instances.add(self)
 
     def get(self, key: str, _now=time.time) -> Any:
         item = self._data.get(key)
@@ -114,6 +116,22 @@ class MemoryBackend(Backend):
 
     def describe(self) -> str:
         return "memory backend (this process)"
+
+
+class _AllMemoryBackends:
+    """``MemoryBackend.namespaces``: Beaker's ``MemoryNamespaceManager.namespaces``, whose ``clear()`` test suites
+    call to forget every memory session and cached value of the process."""
+
+    def clear(self) -> None:
+        for backend in list(_instances):
+            backend.clear()
+
+    def __len__(self) -> int:
+        return sum(len(backend) for backend in list(_instances))
+
+
+_instances: "weakref.WeakSet[MemoryBackend]" = weakref.WeakSet()
+MemoryBackend.namespaces = _AllMemoryBackends()
 
 
 def _live(item: tuple[Any, float | None] | None) -> bool:
