@@ -27,25 +27,55 @@ import logging
 import struct
 import threading
 import time
-from typing import Any, Callable, Mapping
+import warnings
+from typing import Any, Callable, Iterator, Mapping
 
-from .exceptions import BackendError, BeakerError, ConfigurationError, SerializationError
+from .exceptions import BackendError, BeakerError, ConfigurationError, PluginNotFound, SerializationError
 from .backends.memory import MemoryBackend
 from .keys import DEFAULT_KEY_LENGTH, KeySpec, spec_of
 from .registry import Registry, default_registry
-from .util import coerce_bool, coerce_cache_params, coerce_expire, fit_options, parse_cache_config_options, \
-    sha1
+from .util import cache_regions, coerce_bool, coerce_cache_params, coerce_expire, fit_options, \
+    parse_cache_config_options, sha1
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Cache", "CacheManager", "CacheMiddleware", "cache_region", "region_invalidate", "cache_regions",
-           "cache_managers"]
+           "cache_managers", "clsmap"]
 
-#: region name -> region options; filled by every CacheManager created with ``cache_regions`` (as in Beaker)
-cache_regions: dict[str, dict[str, Any]] = {}
 #: shared Cache objects of the module-level decorators, by namespace and options (Beaker's name)
 cache_managers: dict[Any, "Cache"] = {}
 _cache_managers_lock = threading.Lock()
+
+
+
+class BackendClasses(Mapping):
+    """Beaker's ``clsmap``: backend name (or alias, ``ext:redis``...) -> backend class, read-only, answered by the
+    plugin registry, so it lists whatever is installed. A name nothing provides is a KeyError."""
+
+    def __init__(self, registry: Registry | None = None):
+        self._registry = registry
+
+    def _resolve(self) -> Registry:
+        return self._registry or default_registry()
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._resolve().backend_class(name)
+        except (PluginNotFound, ConfigurationError):
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([registration.name for registration in self._resolve().registrations("backend")])
+
+    def __len__(self) -> int:
+        return len(self._resolve().registrations("backend"))
+
+    def __repr__(self) -> str:
+        return f"<clsmap {sorted(self)}>"
+
+
+#: Beaker's name for the installed backends: ``clsmap['redis']`` is the class ``cache.type = redis`` opens
+clsmap = BackendClasses()
 
 _HEADER = struct.Struct("!Bddq")
 _ENVELOPE_VERSION = 1
@@ -98,6 +128,8 @@ class Cache:
         self.stale_ttl = options["stale_ttl"]
         self.starttime = starttime
         self.registry = registry or default_registry()
+        # what a deprecated per-call type= starts from, as Beaker's nsargs
+        self._backend_options = {"serializer": serializer, "fail_open": fail_open, **backend_options}
         self.backend = self.registry.open_backend(self.type, **backend_options)
         self._stores_objects = self.backend.stores_objects
         self._uses_generations = self.backend.shared
@@ -232,7 +264,7 @@ class Cache:
                 raise KeyError(key)
             return value
         if kw:
-            _reject_options("Cache.get", kw)
+            return self._legacy("Cache.get", kw).get(key, createfunc, expiretime)
         if createfunc is not None:
             return self.get_or_create(key, createfunc, expiretime)
         raise KeyError(key)
@@ -305,7 +337,7 @@ class Cache:
     def put(self, key: Any, value: Any, expiretime: Any = None, **kw: Any) -> None:
         """Store ``value`` under ``key`` for ``expiretime`` seconds (default: the cache's ``expire``)."""
         if kw:
-            _reject_options("Cache.put", kw)
+            return self._legacy("Cache.put", kw).put(key, value, expiretime)
         if not self.enabled:
             return
         if type(key) is not str:
@@ -327,6 +359,8 @@ class Cache:
 
     def remove_value(self, key: Any, **kw: Any) -> None:
         """Remove ``key`` (no error when it is absent)."""
+        if kw:
+            return self._legacy("Cache.remove_value", kw).remove_value(key)
         if type(key) is not str:
             key = _key_string(key)
         try:
@@ -422,6 +456,16 @@ class Cache:
         value = creator()
         self._store(key, value, expire, generation)
         return value
+
+    def _legacy(self, where: str, options: dict[str, Any]) -> "Cache":
+        """Beaker's deprecated per-call ``type=`` (with backend options): this namespace in that other cache."""
+        options = dict(options)
+        options.pop("starttime", None)
+        if "type" not in options:
+            _reject_options(where, options)
+        warnings.warn(f"{where}(type=...) is deprecated, as in Beaker: give the type and backend options to "
+                      f"Cache() or CacheManager.get_cache()", DeprecationWarning, stacklevel=3)
+        return Cache._get_cache(self.namespace, {**self._backend_options, **options})
 
     # -- Beaker's classmethod for the decorators ---------------------------------------------------------------
 
@@ -558,7 +602,7 @@ def _decorator(deco_args: tuple, *, manager: CacheManager | None, options: Mappi
             return resolved[0]
 
         # calls passing exactly the positional parameters build their key inline (the same key spec.key builds)
-        fast_count = spec.positional_count if spec.simple and not (spec.skip_self or spec.by_class) else -1
+        fast_count = spec.positional_count if spec.simple and not spec.skip_self else -1
         leading_parts = spec.deco_args
         namespace_length = len(spec.namespace)
 

@@ -19,10 +19,12 @@ DEFAULT_KEY_LENGTH = 250
 class KeySpec:
     """How a decorated function turns its arguments into a cache key.
 
-    Beaker's key is the decorator's arguments and the call's arguments joined by spaces, with ``self`` left out.
-    Beyond Beaker: keyword arguments are bound to the signature (``f(1, limit=2)`` and ``f(1, 2)`` share a key),
-    and a first parameter named ``cls`` is replaced by the class's qualified name, so a cached classmethod called
-    on two subclasses keeps two values.
+    Beaker's key is the decorator's arguments and the call's arguments joined by spaces, with a first parameter
+    named ``self`` or ``cls`` left out, in the namespace ``module|name`` (:func:`~beaker_core.util.func_namespace`).
+    As in Beaker, two functions of one module with the same name (methods of two classes, say) share a namespace:
+    give their decorators different arguments (``@cache.cache('users')``) to keep their values apart.
+    Beyond Beaker: keyword arguments are bound to the signature, defaults included (``f(1, limit=2)`` and
+    ``f(1, 2)`` share a key).
     """
 
     def __init__(self, func: Callable, deco_args: tuple, region: str | None, options: Mapping[str, Any]):
@@ -36,8 +38,7 @@ class KeySpec:
         positional = [p for p in self.signature.parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         first = positional[0].name if positional else None
-        self.skip_self = first == "self"
-        self.by_class = first == "cls"
+        self.skip_self = first in ("self", "cls")
         self.positional_count = len(positional)
         self.simple = len(self.signature.parameters) == len(positional)
         self.names = tuple(param.name for param in positional)
@@ -66,9 +67,6 @@ class KeySpec:
                     values.append(value)
         if self.skip_self and values:
             del values[0]
-        elif self.by_class and values:
-            owner = values[0]
-            values[0] = f"{owner.__module__}.{owner.__qualname__}" if isinstance(owner, type) else str(owner)
         return values
 
     def _simple_parts(self, args: tuple, kwargs: Mapping[str, Any]) -> list | None:
@@ -104,11 +102,19 @@ class KeySpec:
 
     def invalidation_key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int,
                          bound_to: Any = None) -> str:
-        """The key of a call, from Beaker's invalidation arguments (decorator arguments first, then the call's)."""
+        """The key of a call, from Beaker's invalidation arguments (decorator arguments first, then the call's).
+
+        Arguments that do not bind to the function's signature (fewer than it requires, as Beaker allows) make
+        Beaker's key: everything given, joined by spaces.
+        """
         call_args = tuple(args[len(self.deco_args):])
-        if self.skip_self or self.by_class:
+        if self.skip_self:
             call_args = (bound_to, *call_args)
-        return self.key(call_args, kwargs, key_length)
+        try:
+            return self.key(call_args, kwargs, key_length)
+        except TypeError:
+            key = " ".join(map(str, (*args, *(f"{name}:{value}" for name, value in kwargs.items()))))
+            return sha1(key) if len(key) + len(self.namespace) > key_length else key
 
 
 def spec_of(func: Any) -> KeySpec:

@@ -142,12 +142,23 @@ def coerce_cache_params(params: dict[str, Any], prefix: str = "cache.") -> dict[
     return params
 
 
+#: region name -> region options: every region a configuration named, filled by
+#: :func:`parse_cache_config_options` and by each ``CacheManager`` (Beaker's ``beaker.cache.cache_regions``, which
+#: :mod:`beaker_core.cache` re-exports; the decorators look their region up here on their first call)
+cache_regions: dict[str, dict[str, Any]] = {}
+
+# top-level options a region does not inherit: they describe the set of regions, not one cache
+_NOT_INHERITED = {"regions", "cache_regions"}
+
+
 def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool = True) -> dict[str, Any]:
     """Turn ``cache.*`` / ``beaker.cache.*`` keys into keyword arguments for :class:`~beaker_core.cache.CacheManager`.
 
     ``cache.regions = short_term, long_term`` with ``cache.short_term.expire = 60`` becomes
-    ``cache_regions={'short_term': {...}}``; each region inherits the top-level type, directories, expiry,
-    ``enabled`` and ``key_length``, and overrides what it names.
+    ``cache_regions={'short_term': {...}}`` (always present, empty when no region is named). Each region inherits
+    every top-level option (type, directories, url, expiry, backend options such as ``prefix`` or ``sa.*``) and
+    overrides what it names with ``cache.<region>.<option>``. The regions are also recorded in
+    :data:`cache_regions`, so ``@cache_region`` functions find them.
     """
     if not isinstance(config, Mapping):
         raise ConfigurationError(f"configuration must be a mapping, not {type(config).__name__}")
@@ -161,27 +172,25 @@ def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool
             options[key[len("beaker.cache."):]] = value
         elif key.startswith("cache."):
             options[key[len("cache."):]] = value
+    regions = coerce_list("cache.regions", options.pop("regions", None))
+    # a key whose first part names a region belongs to that region; any other key is a top-level option
+    region_keys: dict[str, dict[str, Any]] = {region: {} for region in regions}
+    for key in list(options):
+        head, dot, rest = key.partition(".")
+        if dot and head in region_keys:
+            region_keys[head][rest] = options.pop(key)
     coerce_cache_params(options)
     if include_defaults:
         options.setdefault("enabled", True)
-    regions = options.pop("regions", None)
-    if regions:
-        region_configs: dict[str, dict[str, Any]] = {}
-        for region in regions:
-            region_options = {
-                "type": options.get("type"),
-                "data_dir": options.get("data_dir"),
-                "lock_dir": options.get("lock_dir"),
-                "expire": options.get("expire"),
-                "enabled": options.get("enabled", True),
-                "key_length": options.get("key_length", 250),
-            }
-            region_prefix = region + "."
-            for key in [key for key in options if key.startswith(region_prefix)]:
-                region_options[key[len(region_prefix):]] = options.pop(key)
-            coerce_cache_params(region_options, prefix=f"cache.{region}.")
-            region_configs[region] = region_options
-        options["cache_regions"] = region_configs
+    inherited = {key: value for key, value in options.items() if key not in _NOT_INHERITED}
+    inherited.setdefault("enabled", True)
+    inherited.setdefault("key_length", 250)
+    region_configs: dict[str, dict[str, Any]] = {}
+    for region in regions:
+        region_options = {**inherited, **region_keys[region]}
+        region_configs[region] = coerce_cache_params(region_options, prefix=f"cache.{region}.")
+    options["cache_regions"] = region_configs
+    cache_regions.update(region_configs)
     return options
 
 
@@ -219,9 +228,18 @@ def sha1(text: str | bytes) -> str:
 
 
 def func_namespace(func: Any) -> str:
-    """Beaker's namespace for a function: its module and qualified name."""
+    """Beaker's namespace for a decorated function: ``module|name``; for a method bound to a class or an instance,
+    ``module.Class``.
+
+    Beaker writes the source file where this writes the module, so that a cache shared by hosts that install the
+    application in different directories still shares its namespaces.
+    """
+    owner = getattr(func, "__self__", None)
+    if owner is not None and hasattr(func, "__func__"):
+        cls = owner if isinstance(owner, type) else type(owner)
+        return f"{cls.__module__}.{cls.__name__}"
     module = getattr(func, "__module__", None) or "__main__"
-    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', repr(func)))}"
+    return f"{module}|{getattr(func, '__name__', None) or repr(func)}"
 
 
 def set_socket_io_timeout(sock: socket.socket, seconds: float) -> bool:

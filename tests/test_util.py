@@ -107,7 +107,8 @@ def test_unknown_options_lists_given_and_accepted():
 
 def test_defaults_without_any_cache_option():
     options = parse_cache_config_options({"session.type": "file", "unrelated": 1})
-    assert options == {"type": "memory", "data_dir": None, "expire": None, "log_file": None, "enabled": True}
+    assert options == {"type": "memory", "data_dir": None, "expire": None, "log_file": None, "enabled": True,
+                       "cache_regions": {}}
 
 
 def test_top_level_options_are_coerced():
@@ -126,7 +127,8 @@ def test_top_level_options_are_coerced():
 
 
 def test_include_defaults_false_returns_only_what_was_given():
-    assert parse_cache_config_options({"cache.expire": "5"}, include_defaults=False) == {"expire": 5}
+    assert parse_cache_config_options({"cache.expire": "5"}, include_defaults=False) == {"expire": 5,
+                                                                                        "cache_regions": {}}
 
 
 @pytest.mark.parametrize("prefix", ["cache.", "beaker.cache."])
@@ -146,7 +148,7 @@ def test_regions_inherit_and_override(prefix):
     regions = options["cache_regions"]
     assert set(regions) == {"short_term", "long_term"}
     assert regions["short_term"] == {"type": "file", "data_dir": "/var/cache/app", "lock_dir": "/var/lock/app",
-                                     "expire": 60, "enabled": True, "key_length": 250}
+                                     "expire": 60, "enabled": True, "key_length": 250, "log_file": None}
     assert regions["long_term"]["type"] == "dbm"
     assert regions["long_term"]["expire"] == 3600
     assert regions["long_term"]["key_length"] == 32
@@ -166,8 +168,36 @@ def test_regions_given_as_a_list():
     assert options["cache_regions"]["b"]["enabled"] is False
 
 
-def test_empty_regions_make_no_region_table():
-    assert "cache_regions" not in parse_cache_config_options({"cache.regions": ""})
+def test_empty_regions_make_an_empty_region_table():
+    assert parse_cache_config_options({"cache.regions": ""})["cache_regions"] == {}
+    assert parse_cache_config_options({"cache.regions": " , "})["cache_regions"] == {}
+    assert parse_cache_config_options({})["cache_regions"] == {}
+
+
+def test_regions_inherit_every_top_level_option():
+    options = parse_cache_config_options({
+        "cache.type": "redis", "cache.url": "redis://127.0.0.1:6379/0", "cache.prefix": "app:",
+        "cache.sa.pool_size": "5", "cache.regions": "short, long", "cache.short.expire": "60",
+        "cache.long.url": "redis://127.0.0.1:6380/0", "cache.long.prefix": "long:",
+    })
+    short, long = options["cache_regions"]["short"], options["cache_regions"]["long"]
+    assert short["type"] == long["type"] == "redis"
+    assert short["url"] == "redis://127.0.0.1:6379/0" and long["url"] == "redis://127.0.0.1:6380/0"
+    assert short["prefix"] == "app:" and long["prefix"] == "long:"
+    assert short["sa.pool_size"] == long["sa.pool_size"] == "5"  # dotted backend options are not region keys
+    assert short["expire"] == 60 and long["expire"] is None
+    assert options["url"] == "redis://127.0.0.1:6379/0" and "short.expire" not in options
+
+
+def test_parsed_regions_are_recorded_for_the_decorators():
+    from beaker_core import cache as cache_module
+    saved = dict(cache_module.cache_regions)
+    try:
+        parse_cache_config_options({"cache.regions": "parsed_only", "cache.parsed_only.expire": "5"})
+        assert cache_module.cache_regions["parsed_only"]["expire"] == 5
+    finally:
+        cache_module.cache_regions.clear()
+        cache_module.cache_regions.update(saved)
 
 
 @pytest.mark.parametrize("config,named", [
@@ -204,4 +234,6 @@ def test_sha1_and_func_namespace():
         def method(self):
             pass
 
-    assert func_namespace(Holder.method) == f"{__name__}.test_sha1_and_func_namespace.<locals>.Holder.method"
+    # Beaker's rule: a function by its module and name, a bound method by its class
+    assert func_namespace(Holder.method) == f"{__name__}|method"
+    assert func_namespace(Holder().method) == f"{__name__}.Holder"
