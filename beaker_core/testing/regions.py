@@ -172,7 +172,7 @@ class RegionConformanceTests(RegionFixtures):
         region_invalidate(page, region_names["long"], prefix, "a", number=2)
         assert page("a", 2) == "a|2|10 #5"
 
-    def test_classmethods_of_subclasses_do_not_collide(self, manager, region_names, prefix):
+    def test_cls_is_not_part_of_the_key(self, manager, region_names, prefix):
         body = Calls()
 
         class Base:
@@ -185,12 +185,10 @@ class RegionConformanceTests(RegionFixtures):
             pass
 
         assert Base.describe(1) == "Base|1 #1"
-        assert Child.describe(1) == "Child|1 #2"
-        assert Base.describe(1) == "Base|1 #1"
-        assert Child.describe(1) == "Child|1 #2"
+        assert Child.describe(1) == "Base|1 #1"  # as in Beaker: the class does not select the value
         region_invalidate(Child.describe, region_names["long"], prefix, 1)
-        assert Child.describe(1) == "Child|1 #3"
-        assert Base.describe(1) == "Base|1 #1"
+        assert Child.describe(1) == "Child|1 #2"
+        assert Base.describe(1) == "Child|1 #2"
 
     def test_self_is_not_part_of_the_key(self, manager, region_names, prefix):
         body = Calls()
