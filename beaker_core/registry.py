@@ -45,14 +45,22 @@ BEAKER_ALIASES = {
     "ext:sqla": "sqla",
     "ext:database": "database",
 }
+# Every plugin distribution is named beaker-core-<name>: the short names (beaker-redis, beaker-mongo) belong to
+# unrelated Beaker-era packages on PyPI, which would install without providing the backend.
 KNOWN_DISTRIBUTIONS = {
-    "redis": "beaker-redis",
-    "rediscluster": "beaker-redis",
-    "memcached": "beaker-memcached",
-    "mongodb": "beaker-mongo",
-    "sqla": "beaker-sqla",
-    "database": "beaker-sqla",
-    "s3": "beaker-s3",
+    "redis": "beaker-core-redis",
+    "rediscluster": "beaker-core-redis",
+    "memcached": "beaker-core-memcached",
+    "mongodb": "beaker-core-mongo",
+    "sqla": "beaker-core-sqla",
+    "database": "beaker-core-sqla",
+    "s3": "beaker-core-s3",
+}
+# The written plugins are not on PyPI yet: the folder that installs each one, from the root of a beaker-core clone.
+# A known distribution without a folder here is planned, and the install hint says so instead of naming a command.
+PLUGIN_FOLDERS = {
+    "beaker-core-redis": "plugins/beaker_redis",
+    "beaker-core-memcached": "plugins/beaker_memcached",
 }
 _HOOKS = {
     "backend": "beaker_register_backends",
@@ -93,7 +101,7 @@ def _canonical(name: str) -> str:
 
 
 def _normalize(distribution: str) -> str:
-    """A distribution name as packaging compares them: beaker_redis, Beaker.Redis and beaker-redis are one."""
+    """A distribution name as packaging compares them: beaker_core_redis and Beaker.Core-Redis are one."""
     return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
@@ -263,8 +271,11 @@ class Registry:
         installed = ", ".join(sorted(reg.name for reg in self.registrations(kind))) or "none"
         message = f"no {kind} named {name!r} is installed (installed {kind}s: {installed})"
         distribution = KNOWN_DISTRIBUTIONS.get(_canonical(name))
-        if kind == "backend" and distribution:
-            message += f"; to use it, run: pip install {distribution}"
+        if kind == "backend" and distribution in PLUGIN_FOLDERS:
+            message += (f"; to use it: pip install {distribution} once it is on PyPI; until then, from the root of "
+                        f"a beaker-core clone: pip install ./{PLUGIN_FOLDERS[distribution]}")
+        elif kind == "backend" and distribution:
+            message += f"; it will be provided by {distribution} (planned, not written yet)"
         elif kind == "backend":
             message += ("; a backend plugin registers itself through the 'beaker_core' entry-point group, "
                         "see `beaker-core backends`")

@@ -14,7 +14,7 @@ from beaker_core.registry import DISABLE_ENV, Registry
 
 SCRIPT = Path(sysconfig.get_path("scripts")) / "beaker-core"
 # plugins that may be installed in a development environment, kept out so that "not installed" is really so
-NETWORK_DISTRIBUTIONS = "beaker-redis,beaker-memcached,beaker-mongo,beaker-sqla,beaker-s3"
+NETWORK_DISTRIBUTIONS = "beaker-core-redis,beaker-core-memcached,beaker-core-mongo,beaker-core-sqla,beaker-core-s3"
 
 
 def run(*args, env_extra=None, pythonpath=None, module=False, cwd=None):
@@ -124,7 +124,7 @@ def test_backends_shows_beakers_aliases_of_a_network_backend(tmp_path):
             from beaker_core.backends.memory import MemoryBackend
             register("redis", MemoryBackend)
         """})
-    result = run("backends", "--json", pythonpath=tmp_path, env_extra={DISABLE_ENV: "beaker-redis"})
+    result = run("backends", "--json", pythonpath=tmp_path, env_extra={DISABLE_ENV: "beaker-core-redis"})
     entry = next(entry for entry in json.loads(result.stdout)["backends"] if entry["name"] == "redis")
     assert entry["aliases"] == ["ext:redis"] and entry["distribution"] == "beaker-fakeredis"
 
@@ -158,7 +158,7 @@ def test_python_dash_m_runs_the_same_command():
 @pytest.mark.parametrize("name", ["redis", "ext:redis"])
 def test_check_an_uninstalled_backend_prints_the_install_hint(name):
     result = without_network_plugins("check", f"session.type={name}")
-    assert_clean_error(result, f"no backend named {name!r} is installed", "pip install beaker-redis")
+    assert_clean_error(result, f"no backend named {name!r} is installed", "pip install beaker-core-redis")
     installed = result.stderr.split("installed backends: ", 1)[1].split(")", 1)[0].split(", ")
     assert {"dbm", "file", "memory"} <= set(installed) and "redis" not in installed
 
@@ -192,7 +192,7 @@ def test_check_cookie_sessions_need_no_backend():
 
 def test_check_an_uninstalled_region_backend_fails_and_names_the_region():
     result = without_network_plugins("check", "cache.regions=fast", "cache.fast.type=ext:memcached")
-    assert_clean_error(result, "cache.fast.type:", "pip install beaker-memcached")
+    assert_clean_error(result, "cache.fast.type:", "pip install beaker-core-memcached")
 
 
 def test_check_unknown_lock_and_serializer():
@@ -223,7 +223,7 @@ def test_check_json():
     assert report["ok"] is False
     session, cache = report["results"]
     assert session["option"] == "session.type" and session["distribution"] == "beaker-core"
-    assert cache["option"] == "cache.type" and "pip install beaker-redis" in cache["error"]
+    assert cache["option"] == "cache.type" and "pip install beaker-core-redis" in cache["error"]
 
 
 INI = """
@@ -251,7 +251,7 @@ def test_check_reads_an_ini_file(tmp_path):
     assert "cache.Short.type = dbm" in result.stdout  # region names keep their case
 
     other = without_network_plugins("check", "--config", str(config), "--section", "app:other")
-    assert_clean_error(other, "'ext:mongodb'", "pip install beaker-mongo")
+    assert_clean_error(other, "'ext:mongodb'", "beaker-core-mongo (planned, not written yet)")
     overridden = run("check", "--config", str(config), "--section", "app:other", "session.type=memory")
     assert overridden.returncode == 0, overridden.stderr
 
@@ -297,7 +297,7 @@ def test_cleanup_removes_expired_file_entries(tmp_path):
 def test_cleanup_mistakes_are_explained(tmp_path):
     assert_clean_error(run("cleanup", "--type", "memory"), "inside each application process")
     assert_clean_error(without_network_plugins("cleanup", "--type", "redis", "--url", "redis://127.0.0.1"),
-                       "pip install beaker-redis")
+                       "pip install beaker-core-redis")
     assert_clean_error(run("cleanup", "--type", "file", "--data-dir", str(tmp_path), "-o", "colour=blue"),
                        "colour")
     assert_clean_error(run("cleanup", "--type", "file", "-o", "novalue"), "expected KEY=VALUE")

@@ -164,12 +164,14 @@ def test_wrong_kind_or_name_is_a_configuration_error():
 
 # -- names nobody provides -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("asked,distribution", [
-    ("redis", "beaker-redis"), ("ext:redis", "beaker-redis"), ("ext:rediscluster", "beaker-redis"),
-    ("memcached", "beaker-memcached"), ("ext:memcached", "beaker-memcached"), ("ext:mongodb", "beaker-mongo"),
-    ("ext:sqla", "beaker-sqla"), ("ext:database", "beaker-sqla"), ("s3", "beaker-s3"),
+@pytest.mark.parametrize("asked,distribution,folder", [
+    ("redis", "beaker-core-redis", "plugins/beaker_redis"), ("ext:redis", "beaker-core-redis", "plugins/beaker_redis"),
+    ("ext:rediscluster", "beaker-core-redis", "plugins/beaker_redis"),
+    ("memcached", "beaker-core-memcached", "plugins/beaker_memcached"),
+    ("ext:memcached", "beaker-core-memcached", "plugins/beaker_memcached"),
 ])
-def test_unknown_backend_message_names_what_was_asked_what_is_installed_and_what_to_install(asked, distribution):
+def test_unknown_backend_message_names_what_was_asked_what_is_installed_and_what_to_install(asked, distribution,
+                                                                                              folder):
     registry = bare_registry()
     registry.register_plugin(make_plugin(backends=[("alpha", StubBackend, ()), ("beta", StubBackend, ())]), "ab")
     with pytest.raises(PluginNotFound) as excinfo:
@@ -178,6 +180,35 @@ def test_unknown_backend_message_names_what_was_asked_what_is_installed_and_what
     assert repr(asked) in message
     assert "alpha, beta" in message
     assert f"pip install {distribution}" in message
+    assert f"from the root of a beaker-core clone: pip install ./{folder}" in message  # not on PyPI yet
+    assert (Path(__file__).parent.parent / folder / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize("asked,distribution", [
+    ("redis", "beaker-core-redis"), ("memcached", "beaker-core-memcached"), ("mongodb", "beaker-core-mongo"),
+    ("ext:mongodb", "beaker-core-mongo"), ("sqla", "beaker-core-sqla"), ("ext:sqla", "beaker-core-sqla"),
+    ("ext:database", "beaker-core-sqla"), ("s3", "beaker-core-s3"),
+])
+def test_install_hint_names_the_beaker_core_distribution_never_a_short_beaker_name(asked, distribution):
+    # beaker-redis, beaker-mongo... on PyPI are unrelated Beaker-era packages: installing one leaves the error
+    with pytest.raises(PluginNotFound) as excinfo:
+        bare_registry().lookup("backend", asked)
+    message = str(excinfo.value)
+    assert distribution in message
+    short = distribution.replace("beaker-core-", "beaker-")
+    assert short not in message.replace(distribution, "")
+
+
+@pytest.mark.parametrize("asked,distribution", [
+    ("ext:mongodb", "beaker-core-mongo"), ("ext:sqla", "beaker-core-sqla"), ("ext:database", "beaker-core-sqla"),
+    ("s3", "beaker-core-s3"),
+])
+def test_a_planned_backend_is_named_without_a_command_that_cannot_work_yet(asked, distribution):
+    with pytest.raises(PluginNotFound) as excinfo:
+        bare_registry().lookup("backend", asked)
+    message = str(excinfo.value)
+    assert f"it will be provided by {distribution} (planned, not written yet)" in message
+    assert "pip install" not in message
 
 
 def test_unknown_name_without_a_known_distribution_points_to_the_entry_point_group():
@@ -257,10 +288,10 @@ def test_an_entry_point_that_fails_to_import_breaks_nothing_else(site):
 
 
 def test_a_failed_plugin_answers_for_the_beaker_alias_of_its_name(site):
-    make_distribution(site, "beaker-redis-broken", "0.1", {"redis": "broken_redis_plugin"},
+    make_distribution(site, "beaker-core-redis-broken", "0.1", {"redis": "broken_redis_plugin"},
                       {"broken_redis_plugin": "import no_such_redis_client_module\n"})
-    registry = Registry(builtins=False, disabled=["beaker-redis"])  # keep a real beaker-redis out of the way
-    with pytest.raises(PluginLoadError, match="beaker-redis-broken 0.1.*no_such_redis_client_module"):
+    registry = Registry(builtins=False, disabled=["beaker-core-redis"])  # keep a real beaker-core-redis out of the way
+    with pytest.raises(PluginLoadError, match="beaker-core-redis-broken 0.1.*no_such_redis_client_module"):
         registry.lookup("backend", "ext:redis")
 
 
@@ -409,7 +440,7 @@ def test_open_backend_shares_one_instance_per_name_and_options():
 
 
 def test_open_backend_of_an_unknown_name_raises_the_helpful_error():
-    with pytest.raises(PluginNotFound, match="pip install beaker-memcached"):
+    with pytest.raises(PluginNotFound, match="pip install beaker-core-memcached"):
         bare_registry().open_backend("ext:memcached", url="127.0.0.1:11211")
 
 

@@ -87,7 +87,7 @@ def test_unknown_type_names_what_is_installed():
 
 
 def test_missing_distribution_is_named():
-    with pytest.raises(PluginNotFound, match="pip install beaker-redis"):
+    with pytest.raises(PluginNotFound, match="pip install beaker-core-redis"):
         build(type="ext:redis")
 
 

@@ -52,9 +52,9 @@ def test_entry_point_resolves_every_name_to_the_beaker_memcached_distribution():
     for name in ("memcached", "ext:memcached", "ext:pylibmc", "ext:bmemcached"):
         registration = registry.lookup("backend", name)
         assert registration.name == "memcached" and registration.factory is MemcachedBackend
-        assert registration.distribution == "beaker-memcached" and registration.plugin == "memcached"
+        assert registration.distribution == "beaker-core-memcached" and registration.plugin == "memcached"
     lock = registry.lookup("lock", "memcached")
-    assert lock.factory is MemcachedLock and lock.distribution == "beaker-memcached"
+    assert lock.factory is MemcachedLock and lock.distribution == "beaker-core-memcached"
 
 
 def test_importing_the_plugin_does_not_import_pymemcache():

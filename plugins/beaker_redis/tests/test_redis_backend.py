@@ -79,10 +79,10 @@ def test_entry_point_resolves_every_name_to_the_beaker_redis_distribution():
                                      ("ext:rediscluster", "rediscluster", RedisClusterBackend)):
         registration = registry.lookup("backend", name)
         assert (registration.name, registration.factory) == (canonical, factory)
-        assert registration.distribution == "beaker-redis"
+        assert registration.distribution == "beaker-core-redis"
         assert registration.plugin == "redis"
     lock = registry.lookup("lock", "redis")
-    assert lock.factory is RedisLock and lock.distribution == "beaker-redis"
+    assert lock.factory is RedisLock and lock.distribution == "beaker-core-redis"
 
 
 def test_open_backend_through_the_registry(redis_server, prefix):
