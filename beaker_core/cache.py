@@ -568,9 +568,11 @@ class CacheManager:
             return region_invalidate(func, spec.region, *args, **kwargs)
         call_kwargs = {key: value for key, value in kwargs.items()
                        if key in spec.signature.parameters or key not in _INVALIDATE_OPTIONS}
+        key_length = spec.key_length(None)
+        if "key_length" in kwargs and "key_length" not in call_kwargs:
+            key_length = coerce_cache_params({"key_length": kwargs["key_length"]})["key_length"]
         cache = self.get_cache(spec.namespace, **spec.options)
-        cache.remove_value(spec.invalidation_key(args, call_kwargs, spec.key_length(None),
-                                                 getattr(func, "__self__", None)))
+        cache.remove_value(spec.invalidation_key(args, call_kwargs, key_length, getattr(func, "__self__", None)))
 
 
 _INVALIDATE_OPTIONS = _CACHE_OPTIONS | {"type", "data_dir", "lock_dir", "url"}

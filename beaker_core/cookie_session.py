@@ -69,9 +69,12 @@ class CookieSession(_BaseSession):
             self._load(self.request.get("cookie"))
 
     def _write(self) -> None:
-        if self._new_id and not self and not self._full:
+        if self._new_id and not self and not self._full and not self._config.auto:
             self._changes.clear()
             return
+        if self._deleted:
+            self.id = new_session_id()
+            self._deleted = False
         self._cookie_text = self._encode(_time())
         self._new_id = False
         self._send_cookie = True
@@ -103,3 +106,7 @@ class CookieSession(_BaseSession):
 
     def _cookie_value(self) -> str | None:
         return None if self._new_id else self._cookie_text
+
+    def _out_value(self) -> str:
+        text = self.__dict__.get("_cookie_text")
+        return text if text is not None and not self._new_id else self._encode(_time())

@@ -18,6 +18,7 @@ from typing import Any
 
 from .crypto import Signer, secret_list
 from .exceptions import ConfigurationError
+from .util import FALSE_WORDS, TRUE_WORDS
 
 #: a cookie name: an RFC 6265 token
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -30,10 +31,16 @@ NEVER_SECONDS = 400 * 24 * 3600
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
-def cookie_values(header: str | None, name: str) -> list[str]:
-    """Every value the ``Cookie`` header gives for ``name``, in order (browsers send the most specific path first)."""
+def cookie_values(header: Any, name: str) -> list[str]:
+    """Every value the ``Cookie`` header gives for ``name``, in order (browsers send the most specific path first).
+
+    ``header`` may also be a mapping of cookie names to values, or a :class:`http.cookies.BaseCookie`, as code
+    written for Beaker passes in ``request['cookie']``.
+    """
     if not header or name not in header:
         return []
+    if type(header) is not str:
+        return _mapping_values(header, name)
     if ";" not in header:  # the usual case: this application's only cookie
         key, eq, value = header.partition("=")
         if not eq or key.strip() != name:
@@ -49,6 +56,15 @@ def cookie_values(header: str | None, name: str) -> list[str]:
                 value = value[1:-1]
             values.append(value)
     return values
+
+
+def _mapping_values(cookies: Any, name: str) -> list[str]:
+    try:
+        value = cookies[name]
+    except (KeyError, TypeError):
+        return []
+    value = getattr(value, "value", value)  # a Morsel of a SimpleCookie
+    return [] if value is None else [str(value)]
 
 
 def check_cookie_name(option: str, value: Any) -> str:
@@ -85,9 +101,9 @@ def coerce_cookie_expires(option: str, value: Any) -> Any:
         seconds = value.total_seconds()
     elif isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in ("true", "yes", "on"):
+        if lowered in TRUE_WORDS:  # "1" is true and "0" false, as Beaker reads them
             return True
-        if lowered in ("false", "no", "off", "never"):
+        if lowered in FALSE_WORDS or lowered == "never":
             return False
         try:
             seconds = float(lowered)
@@ -109,13 +125,17 @@ def expiry_attributes(cookie_expires: Any, now: float | None = None) -> str:
     if cookie_expires is True:
         return ""
     now = time.time() if now is None else now
+    max_age = _max_age(cookie_expires, now)
+    return f"; Max-Age={max_age}; expires={formatdate(now + max_age, usegmt=True)}"
+
+
+def _max_age(cookie_expires: Any, now: float) -> int:
+    """Seconds a cookie lives, for a ``cookie_expires`` other than True."""
     if cookie_expires is False:
-        max_age = NEVER_SECONDS
-    elif isinstance(cookie_expires, datetime.datetime):
-        max_age = max(0, int(cookie_expires.timestamp() - now))
-    else:
-        max_age = int(cookie_expires)
-    return f"; Max-Age={max_age}; Expires={formatdate(now + max_age, usegmt=True)}"
+        return NEVER_SECONDS
+    if isinstance(cookie_expires, datetime.datetime):
+        return max(0, int(cookie_expires.timestamp() - now))
+    return int(cookie_expires)
 
 
 def set_cookie_header(name: str, value: str, attributes: str, cookie_expires: Any) -> str:
@@ -123,8 +143,31 @@ def set_cookie_header(name: str, value: str, attributes: str, cookie_expires: An
     return f"{name}={value}{expiry_attributes(cookie_expires)}{attributes}"
 
 
-def delete_cookie_header(name: str, attributes: str) -> str:
-    return f"{name}=; Max-Age=0; Expires={_EPOCH}{attributes}"
+def delete_cookie_header(name: str, attributes: str, value: str = "") -> str:
+    return f"{name}={value}; Max-Age=0; expires={_EPOCH}{attributes}"
+
+
+def cookie_jar(name: str, value: str, path: str, domain: str | None, secure: bool, httponly: bool,
+               samesite: str | None, cookie_expires: Any) -> http_cookies.SimpleCookie:
+    """The session cookie as a :class:`http.cookies.SimpleCookie` (Beaker's ``Session.cookie``)."""
+    jar = http_cookies.SimpleCookie()
+    jar[name] = value
+    morsel = jar[name]
+    morsel["path"] = path
+    if domain:
+        morsel["domain"] = domain
+    if secure:
+        morsel["secure"] = True
+    if httponly:
+        morsel["httponly"] = True
+    if samesite:
+        morsel["samesite"] = samesite
+    if cookie_expires is not True:
+        now = time.time()
+        max_age = _max_age(cookie_expires, now)
+        morsel["expires"] = formatdate(now + max_age, usegmt=True)
+        morsel["max-age"] = max_age
+    return jar
 
 
 def cookie_attributes(path: str, domain: str | None, secure: bool, httponly: bool, samesite: str | None) -> str:

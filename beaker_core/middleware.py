@@ -11,6 +11,7 @@ calls ``start_response``, and its cookie is added to the headers only when it mu
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any, Callable, Mapping
 
 from .registry import Registry
@@ -35,6 +36,11 @@ class SessionMiddleware:
         self.wrap_app = self.app = wrap_app
         self.options = session_options(config, **kwargs)
         self.session_config = SessionConfig(self.options, registry=registry)
+        if "cookie_expires" in self.options and not isinstance(self.options["cookie_expires"], datetime.datetime):
+            # Beaker's options hold the coerced value: True, False, or a timedelta
+            expires = self.session_config.cookie_expires
+            self.options["cookie_expires"] = (expires if isinstance(expires, bool)
+                                              else datetime.timedelta(seconds=expires))
         self.environ_key = environ_key
         self._webtest_varname = self.session_config.webtest_varname
         self._get_session_bound = self._get_session

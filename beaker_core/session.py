@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cookie_session import CookieSession
-from .cookies import InvalidSignature, SignedCookie, cookie_values
+from .cookies import InvalidSignature, SignedCookie, cookie_values, set_cookie_header
 from .exceptions import ConfigurationError, SerializationError
 from .session_base import _ID, _BaseSession, _config_for, _time, log, new_session_id, valid_session_id
 from .session_config import SessionConfig
@@ -53,6 +53,9 @@ class Session(_BaseSession):
         self._config = config
         self.request = request
         self.use_cookies = use_cookies
+        if use_cookies and "set_cookie" not in request:
+            request["cookie_out"] = None  # Beaker's request protocol: what to send, once set_cookie is true
+            request["set_cookie"] = False
         self._changes = {}
         self._store = config.store
         if id is not None:
@@ -72,6 +75,10 @@ class Session(_BaseSession):
         self.is_new = True
         self.created = _time()
         self.last_accessed = None
+        if use_cookies and request.get("cookie_out", False) is None and not request["set_cookie"]:
+            # Beaker's request protocol shows the cookie a new session would send, before it is sent
+            request["cookie_out"] = set_cookie_header(config.key, self._out_value(), config.attributes,
+                                                      config.cookie_expires)
 
     def _id_from_cookie(self, header: str | None) -> str | None:
         values = cookie_values(header, self._config.key)
@@ -150,10 +157,14 @@ class Session(_BaseSession):
         if ttl == 0:
             return  # the absolute lifetime is over: nothing more is kept
         if self._new_id:
-            if not self and not self._full:
+            if not self and not self._full and not config.auto:
                 self._changes.clear()
                 return  # a new session that ended up empty needs neither a record nor a cookie
-            self._store.create(self.id, self.created, now, dict(self), ttl)
+            if self._deleted:
+                self.id = new_session_id()  # never store again under an id the client was told to drop
+                self._deleted = False
+            # a new session was created and first accessed at one time: the one the application could read
+            self._store.create(self.id, self.created, self.created, dict(self), ttl)
             self._new_id = False
             self._send_cookie = True
         else:
@@ -191,7 +202,12 @@ class Session(_BaseSession):
         ttl = config.record_ttl(self.created, now)
         if ttl == 0:
             return
-        self._store.touch(self.id, ttl)
+        if force and config.save_accessed_time:
+            # save(accessed_only=True): the access time is written too, not only the lifetime extended
+            self._store.update(self.id, self.created, now, {}, (), ttl, self._held_lock, self._seen)
+            self.last_accessed = now
+        else:
+            self._store.touch(self.id, ttl)
         if len(memo) >= _REFRESH_MEMO_SIZE:
             memo.clear()
         memo[self.id] = now
@@ -201,8 +217,9 @@ class Session(_BaseSession):
             self._store.delete(self.id)
 
     def _cookie_value(self) -> str | None:
-        if self._new_id:
-            return None
+        return None if self._new_id else self._out_value()
+
+    def _out_value(self) -> str:
         signer = self._config.signer
         return self.id if signer is None else signer.sign(self.id)
 

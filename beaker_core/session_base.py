@@ -9,7 +9,8 @@ import secrets
 import time
 from typing import Any
 
-from .cookies import coerce_cookie_expires, delete_cookie_header, set_cookie_header
+from .cookies import check_attribute, coerce_cookie_expires, cookie_attributes, cookie_jar, delete_cookie_header, \
+    set_cookie_header
 from .exceptions import ConfigurationError
 from .session_config import SessionConfig, session_options
 
@@ -37,6 +38,10 @@ def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
     return SessionConfig(session_options(None, **options), registry=registry)
 
 
+#: Beaker's metadata keys, answered from the session's attributes
+_METADATA_KEYS = frozenset({"_id", "_accessed_time", "_creation_time"})
+
+
 class _BaseSession(dict):
     """What server-side and cookie sessions share: change tracking, the public API, the cookie decision."""
 
@@ -53,6 +58,7 @@ class _BaseSession(dict):
     _used = False                 # read through request.session (ASGI) or ended, regenerated, marked
     _held_lock = None
     _wrote = False                # a save wrote the record in this request: no refresh needed
+    _deleted = False              # delete() ran: a later save stores the session under a new id
     was_invalidated = False
 
     def _start(self, request: Any, config: SessionConfig, use_cookies: bool) -> None:
@@ -69,6 +75,20 @@ class _BaseSession(dict):
     @property
     def timeout(self) -> float | None:
         return self._config.timeout
+
+    # -- Beaker's metadata keys, read-only: ``session['_accessed_time']``, ``'_creation_time' in session`` -----
+
+    def __missing__(self, key: Any) -> Any:
+        if key == "_accessed_time":
+            return self.created if self.last_accessed is None else self.last_accessed
+        if key == "_creation_time":
+            return self.created
+        if key == "_id":
+            return self.id
+        raise KeyError(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return dict.__contains__(self, key) or key in _METADATA_KEYS
 
     # -- the dict, tracking changes ------------------------------------------------------------------------------
 
@@ -177,8 +197,20 @@ class _BaseSession(dict):
         self.was_invalidated = True
 
     def delete(self) -> None:
-        """Remove the session from the store now and send an expired cookie, unless it is used again."""
-        self._end()
+        """Remove the session from the store now and send an expired cookie, as Beaker does; the session keeps its
+        id until it is saved again, which then stores it under a new id."""
+        self._used = True
+        self._remove_stored()
+        dict.clear(self)
+        self._changes.clear()
+        self._full = False
+        self._new_id = True
+        self._deleted = True
+        self._send_cookie = False
+        if self.use_cookies:
+            self.request["cookie_out"] = delete_cookie_header(self._config.key, self._attributes(),
+                                                              self._out_value())
+            self.request["set_cookie"] = True
 
     def regenerate_id(self) -> None:
         """Keep the data under a new id (do it at login); the old id's record is removed now."""
@@ -188,6 +220,7 @@ class _BaseSession(dict):
         self._full = True
         self._used = True
         self._send_cookie = True
+        self._update_cookie_out()
 
     def _end(self) -> None:
         self._used = True
@@ -203,6 +236,63 @@ class _BaseSession(dict):
 
     # -- cookies -------------------------------------------------------------------------------------------------
 
+    @property
+    def domain(self) -> str | None:
+        """The cookie's Domain: ``session.cookie_domain``, unless this session set its own."""
+        return dict.get(self, "_domain") or self._config.cookie_domain
+
+    @domain.setter
+    def domain(self, value: str | None) -> None:
+        """Send this session's cookie for another domain, from now on (stored with the session, as in Beaker)."""
+        self["_domain"] = check_attribute("domain", value)
+        self._cookie_changed()
+
+    @property
+    def path(self) -> str:
+        """The cookie's Path: ``session.cookie_path``, unless this session set its own."""
+        return dict.get(self, "_path") or self._config.cookie_path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        self["_path"] = check_attribute("path", value, path=True)
+        self._cookie_changed()
+
+    @property
+    def cookie(self) -> Any:
+        """The session cookie as a :class:`http.cookies.SimpleCookie` (Beaker's attribute)."""
+        config = self._config
+        return cookie_jar(config.key, self._out_value(), self.path, self.domain, config.secure, config.httponly,
+                          config.samesite, self.cookie_expires)
+
+    def _set_cookie_expires(self, value: Any) -> bool:
+        """Beaker's method behind ``cookie_expires = value``."""
+        self.cookie_expires = value
+        return True
+
+    def _cookie_changed(self) -> None:
+        self._used = True
+        self._send_cookie = True
+        self._update_cookie_out()
+
+    def _update_cookie_out(self) -> None:
+        """Put the cookie as it now stands in ``request['cookie_out']`` at once, as Beaker does (persist sends the
+        final one)."""
+        if self.use_cookies:
+            self.request["cookie_out"] = set_cookie_header(self._config.key, self._out_value(), self._attributes(),
+                                                           self.cookie_expires)
+            self.request["set_cookie"] = True
+
+    def _attributes(self) -> str:
+        """The cookie attributes, the configured ones unless this session set a domain or path."""
+        config = self._config
+        if not (dict.__contains__(self, "_domain") or dict.__contains__(self, "_path")):
+            return config.attributes
+        return cookie_attributes(self.path, self.domain, config.secure, config.httponly, config.samesite)
+
+    def _out_value(self) -> str:
+        """The cookie value this session would send now."""
+        raise NotImplementedError
+
     def _emit_cookie(self) -> None:
         if not self.use_cookies:
             return
@@ -210,7 +300,7 @@ class _BaseSession(dict):
         if self._send_cookie:
             value = self._cookie_value()
             if value is not None:
-                self.request["cookie_out"] = set_cookie_header(config.key, value, config.attributes,
+                self.request["cookie_out"] = set_cookie_header(config.key, value, self._attributes(),
                                                                self.cookie_expires)
                 self.request["set_cookie"] = True
                 self._send_cookie = False
@@ -218,7 +308,7 @@ class _BaseSession(dict):
                 return
         if self._new_id and self._client_had_cookie:
             # the session was deleted, invalidated or never found, and stayed empty: clear the client's cookie
-            self.request["cookie_out"] = delete_cookie_header(config.key, config.attributes)
+            self.request["cookie_out"] = delete_cookie_header(config.key, self._attributes())
             self.request["set_cookie"] = True
             self._client_had_cookie = False
 
@@ -226,4 +316,7 @@ class _BaseSession(dict):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {getattr(self, 'id', '?')!r} {dict.__repr__(self)}>"
+        # Beaker's sessions print as dicts that hold their metadata keys; these print them first
+        metadata = {key: self[key] for key in ("_id", "_creation_time", "_accessed_time")
+                    if hasattr(self, "id") and hasattr(self, "created")}
+        return repr({**metadata, **self})

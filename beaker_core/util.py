@@ -18,8 +18,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .exceptions import ConfigurationError
 
-_TRUE = {"true", "yes", "on", "y", "t", "1"}
-_FALSE = {"false", "no", "off", "n", "f", "0", ""}
+#: the words Beaker reads as true and as false
+TRUE_WORDS = frozenset({"true", "yes", "on", "y", "t", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "n", "f", "0"})
+_TRUE = TRUE_WORDS
+_FALSE = FALSE_WORDS | {""}
 
 
 def asbool(value: Any, name: str = "value") -> bool:
