@@ -11,12 +11,12 @@ calls ``start_response``, and its cookie is added to the headers only when it mu
 """
 from __future__ import annotations
 
-import datetime
 from typing import Any, Callable, Mapping
 
 from .registry import Registry
 from .session import Session, lazy_session
 from .session_config import SessionConfig, session_options
+from .util import coerce_session_params
 
 __all__ = ["SessionMiddleware", "CacheMiddleware", "session_filter_factory", "session_filter_app_factory"]
 
@@ -36,11 +36,7 @@ class SessionMiddleware:
         self.wrap_app = self.app = wrap_app
         self.options = session_options(config, **kwargs)
         self.session_config = SessionConfig(self.options, registry=registry)
-        if "cookie_expires" in self.options and not isinstance(self.options["cookie_expires"], datetime.datetime):
-            # Beaker's options hold the coerced value: True, False, or a timedelta
-            expires = self.session_config.cookie_expires
-            self.options["cookie_expires"] = (expires if isinstance(expires, bool)
-                                              else datetime.timedelta(seconds=expires))
+        coerce_session_params(self.options)  # Beaker's options hold coerced values, and code reads them
         self.environ_key = environ_key
         self._webtest_varname = self.session_config.webtest_varname
         self._get_session_bound = self._get_session

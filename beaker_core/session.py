@@ -242,10 +242,11 @@ class SessionObject:
         session = self._sess
         if session is None:
             config = self._config
-            session = config.session_class(
-                {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False},
-                _config=config)
+            request = {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False}
+            session = config.session_class(request, _config=config)
             _set_sess(self, session)
+            if type(self) is not SessionObject:
+                _expose_request(self, request)
         return session
 
     def __getattr__(self, name: str) -> Any:
@@ -339,6 +340,15 @@ class SessionObject:
             return None
         request = session.request
         return request["cookie_out"] if request.get("set_cookie") else None
+
+
+def _expose_request(session: SessionObject, request: dict) -> None:
+    """Give a subclass that has a ``__dict__`` Beaker's ``_headers`` entry: pyramid_beaker's session reads the cookie
+    to send from ``self.__dict__['_headers']``."""
+    try:
+        object.__getattribute__(session, "__dict__")["_headers"] = request
+    except AttributeError:
+        pass
 
 
 _set_environ = SessionObject._environ.__set__

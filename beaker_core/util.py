@@ -197,6 +197,27 @@ def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool
     return options
 
 
+def coerce_session_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Beaker's ``util.coerce_session_params``: the session options of ``params`` with their types checked and
+    coerced (booleans, integers, ``cookie_expires`` as True, False, a timedelta or a datetime), in place; returns
+    ``params``. Options it does not know are left as they are: the session checks them when it is built.
+    """
+    from .cookies import coerce_cookie_expires
+    for key in ("secure", "httponly", "save_accessed_time", "auto", "invalidate_corrupt", "cookie_on_exception"):
+        if key in params and params[key] is not None:
+            params[key] = coerce_bool(f"session.{key}", params[key])
+    for key in ("timeout", "absolute_timeout"):
+        if key in params:
+            params[key] = coerce_expire(f"session.{key}", params[key])
+    if "encrypt_nonce_bits" in params:
+        params["encrypt_nonce_bits"] = coerce_int("session.encrypt_nonce_bits", params["encrypt_nonce_bits"],
+                                                  allow_none=True)
+    if params.get("cookie_expires") is not None and not isinstance(params["cookie_expires"], datetime.datetime):
+        expires = coerce_cookie_expires("session.cookie_expires", params["cookie_expires"])
+        params["cookie_expires"] = expires if isinstance(expires, bool) else datetime.timedelta(seconds=expires)
+    return params
+
+
 def fit_options(factory: Any, owner: str, options: Mapping[str, Any], optional: Iterable[str] = ()) -> dict:
     """The subset of ``options`` to pass to ``factory``: None values dropped, and the ``optional`` names (Beaker's
     shared ``data_dir``/``lock_dir``, which apply to some backends only) dropped where the factory does not take them.

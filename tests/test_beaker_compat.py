@@ -402,3 +402,70 @@ def test_beaker_warns_nothing_for_a_plain_configuration():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SessionMiddleware(lambda environ, start_response: [], {"session.type": "memory"})
+
+
+def test_pyramid_beaker_runs_unmodified_on_beaker_core(tmp_path):
+    """pyramid_beaker (installed without Beaker) through install_as_beaker(): counter, flash, CSRF, invalidate, and
+    the cache regions it reads from the settings."""
+    script = tmp_path / "pyramid_app.py"
+    script.write_text(textwrap.dedent(f"""
+        import beaker_core
+        beaker_core.install_as_beaker()
+
+        import webtest
+        from pyramid.config import Configurator
+        from pyramid.response import Response
+
+        def counter(request):
+            session = request.session
+            session["n"] = session.get("n", 0) + 1
+            if session["n"] == 2:
+                session.flash("hello")
+            return Response(f"n={{session['n']}} flash={{session.pop_flash()}} new={{session.new}} "
+                            f"csrf={{len(session.get_csrf_token())}}")
+
+        def logout(request):
+            request.session.invalidate()
+            return Response("bye")
+
+        settings = {{"session.type": "file", "session.data_dir": {str(tmp_path / "sessions")!r},
+                    "session.secret": {SECRET!r}, "session.cookie_on_exception": "true",
+                    "cache.type": "memory", "cache.regions": "short", "cache.short.expire": "60"}}
+        with Configurator(settings=settings) as config:
+            config.include("pyramid_beaker")
+            config.add_route("counter", "/")
+            config.add_view(counter, route_name="counter")
+            config.add_route("logout", "/logout")
+            config.add_view(logout, route_name="logout")
+            app = webtest.TestApp(config.make_wsgi_app())
+
+        for _ in range(3):
+            print(app.get("/").text)
+        print(app.get("/logout").text)
+        print(app.get("/").text)
+
+        import sys
+        from beaker.cache import cache_regions
+        assert cache_regions["short"]["expire"] == 60
+        assert not any(name == "beaker" or name.startswith("beaker.") for name, module in sys.modules.items()
+                       if module is not None and not module.__name__.startswith("beaker_core"))
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "n=1 flash=[] new=True csrf=40",
+        "n=2 flash=['hello'] new=False csrf=40",
+        "n=3 flash=[] new=False csrf=40",
+        "bye",
+        "n=1 flash=[] new=True csrf=40",
+    ]
+
+
+def test_beaker_util_coerce_session_params():
+    from beaker_core.util import coerce_session_params
+    options = coerce_session_params({"secure": "true", "timeout": "300", "cookie_expires": "60",
+                                     "cookie_on_exception": "false", "type": "file"})
+    assert options == {"secure": True, "timeout": 300, "cookie_expires": datetime.timedelta(seconds=60),
+                       "cookie_on_exception": False, "type": "file"}
+    with pytest.raises(ConfigurationError, match="session.timeout"):
+        coerce_session_params({"timeout": "soon"})
