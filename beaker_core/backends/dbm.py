@@ -16,7 +16,12 @@ increments a counter stored in the lock file before it changes anything, and a r
 counter's value reopens the database (a reopen reads the database's index; for ``dumb`` that is the whole ``.dir``
 file). A write always opens the database, changes it and closes it, so that the next process sees the change; with
 ``dumb`` each write therefore costs time proportional to the number of keys. Threads of one process are serialized
-by a lock of the backend object. Never delete the lock file while processes use the database.
+by a lock of the backend object.
+
+A data directory removed while the backend runs (a tmp cleaner, a deploy) is a miss for reads and is recreated,
+with a new database, by the next write. Each access checks with one ``stat`` that the lock file it holds is still
+the one at its path, and when it is not, opens the new one and drops its database handle. Removing the lock file
+alone is still a mistake: a process writing at that moment holds the old one, so another may write alongside it.
 
 ``dumb`` never reuses the space of deleted or grown values: :meth:`DBMBackend.cleanup` rebuilds its files from the
 live entries (``gnu`` is reorganized instead). ``dumb`` is not crash-safe: a process killed while it rewrites the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dbm
+import errno
 import importlib
 import math
 import os
@@ -37,7 +43,7 @@ from typing import Any, Iterable, Iterator
 from ..exceptions import BackendError, ConfigurationError
 from ..util import unknown_options
 from . import Backend, check_delta, deadline
-from .file import directory_option, fcntl, require_flock
+from .file import directory_option, fcntl, make_directory, refuse_links, require_flock
 
 _HEADER = struct.Struct(">Bd")
 _HAS_DEADLINE = 1
@@ -105,15 +111,15 @@ class DBMBackend(Backend):
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the dbm backend")
         self.path = os.path.join(self.data_dir, "beaker.dbm")
         self.lock_path = self.path + ".lock"
-        try:
-            os.makedirs(self.data_dir, exist_ok=True)
-        except OSError as exc:
-            raise self._error("create the directory", self.data_dir, exc) from exc
+        make_directory(self.data_dir, f"dbm backend at {self.data_dir}")
+        # a data directory configured as a link stays allowed to be one when a write recreates what it leads to
+        self._data_dir_is_link = os.path.islink(self.data_dir)
         self.module_name = self._choose_module(dbm_module)
         self._module = _import(self.module_name)
         self._errors = tuple({OSError, *dbm.error, self._module.error})
         self._mode = 0o666 & ~_process_umask()
         self._lock_fd: int | None = None
+        self._lock_id: tuple[int, int] | None = None
         self._reset()
         if dbm.whichdb(self.path) is None:
             with self._access(write=True):
@@ -147,7 +153,7 @@ class DBMBackend(Backend):
 
     def _reset(self) -> None:
         """Fresh per-process state (also after a fork: an inherited lock file descriptor would share our flocks)."""
-        inherited, self._lock_fd = self._lock_fd, None
+        inherited, self._lock_fd, self._lock_id = self._lock_fd, None, None
         if inherited is not None:
             with contextlib.suppress(OSError):
                 os.close(inherited)
@@ -171,18 +177,62 @@ class DBMBackend(Backend):
         raw = os.pread(self._lock_fd, _COUNTER.size, 0)
         return _COUNTER.unpack(raw)[0] if len(raw) == _COUNTER.size else 0
 
+    def _open_lock_file(self, write: bool) -> bool:
+        """Open the lock file; False when a read finds the data directory gone (nothing is stored then).
+
+        A write recreates a data directory removed while the backend ran (a tmp cleaner, a deploy, ``rm -r``).
+        """
+        owner, no_links = f"dbm backend at {self.data_dir}", () if self._data_dir_is_link else (self.data_dir,)
+        refuse_links(owner, no_links)  # a data directory replaced by a link to elsewhere (rare: once per lock file)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if not write and isinstance(exc, FileNotFoundError):
+                return False
+            make_directory(self.data_dir, owner, no_links)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
+        opened = os.fstat(fd)
+        self._lock_fd, self._lock_id = fd, (opened.st_dev, opened.st_ino)
+        return True
+
+    def _lock(self, write: bool) -> bool:
+        """Flock the lock file at ``lock_path``, shared to read, exclusive to write; False as for _open_lock_file."""
+        while True:
+            if self._lock_fd is None and not self._open_lock_file(write):
+                return False
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            # One stat per access, and it cannot be saved: when the directory is removed, nothing this process does
+            # with its open lock file and database handle fails (both work on the unlinked files), so without it
+            # this process would lock a file the other processes no longer see and read a database nobody writes.
+            try:
+                current = os.stat(self.lock_path)
+            except (FileNotFoundError, NotADirectoryError):
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == self._lock_id:
+                return True
+            # removed (or replaced): drop the lock file and the handle of the database that went with it
+            fd, self._lock_fd, self._lock_id = self._lock_fd, None, None
+            os.close(fd)
+            self._close_reader()
+            self._reader_generation = -1
+
     @contextlib.contextmanager
     def _access(self, write: bool) -> Iterator[Any]:
-        """The database, under the lock file's shared (read) or exclusive (write) flock."""
+        """The database, under the lock file's shared (read) or exclusive (write) flock.
+
+        A read of a data directory or a database that is not there (removed while the backend ran) gets an empty
+        mapping; a write recreates them.
+        """
         if self._pid != os.getpid():
             self._reset()
         with self._thread_lock:
             try:
-                if self._lock_fd is None:
-                    self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+                locked = self._lock(write)
             except OSError as exc:
                 raise self._error("lock", self.lock_path, exc) from exc
+            if not locked:
+                yield {}
+                return
             try:
                 try:
                     if write:
@@ -197,7 +247,9 @@ class DBMBackend(Backend):
                             self._reader_generation = generation
                         database = self._reader
                 except self._errors + _OPEN_ERRORS as exc:
-                    raise self._error("open", self.path, exc) from exc
+                    if write or getattr(exc, "errno", None) != errno.ENOENT:
+                        raise self._error("open", self.path, exc) from exc
+                    database = {}  # the directory was recreated (by a lock, say) without the database: a miss
                 try:
                     yield database
                 except self._errors as exc:

@@ -1,6 +1,7 @@
 """The ``file`` backend: one file per key under a directory, shared by the processes of one machine.
 
-:param data_dir: the directory that holds the data (required; created if absent).
+:param data_dir: the directory that holds the data (required; created if absent). A data or shard directory
+    removed while the application runs is a miss for reads, and the next write creates it again.
 :param lock_dir: where the ``file`` lock keeps its lock files. The backend does not use it; it is accepted because
     Beaker's configuration passes it along, and the ``file`` lock reads it from the backend. When unset the lock
     uses ``<data_dir>/locks``.
@@ -112,6 +113,46 @@ def directory_option(option: str, value: Any, *, required: bool, owner: str) -> 
     if not value.strip() or "\x00" in value:
         raise ConfigurationError(f"{option} must be a non-empty directory path without NUL bytes, not {value!r}")
     return os.path.abspath(value)
+
+
+def make_directory(path: str, owner: str, no_links: Iterable[str] = ()) -> None:
+    """Create the directory ``path`` and its missing parents, or raise BackendError naming what is in the way.
+
+    Used at startup and whenever a directory has gone while the application runs (a tmp cleaner, a deploy,
+    ``rm -r``): the next write recreates it the way startup creates it (mode 0o777 minus the umask). A path that
+    exists as something other than a directory is an error, and so is any of ``no_links`` being a symbolic link
+    (see :func:`refuse_links`).
+    """
+    refuse_links(owner, no_links)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"{owner}: cannot create the directory {path}: "
+                           f"{_in_the_way(path) or exc.strerror or exc}") from exc
+    refuse_links(owner, no_links)  # one that appeared while the directories were created
+
+
+def refuse_links(owner: str, paths: Iterable[str]) -> None:
+    """Raise BackendError when one of ``paths`` is a symbolic link: a link that appeared where a directory was
+    removed may lead anywhere, and no file is written there."""
+    for path in paths:
+        if os.path.islink(path):
+            raise BackendError(f"{owner}: {path} is a symbolic link to {os.readlink(path)} where a directory was "
+                               f"expected; refusing to write there")
+
+
+def _in_the_way(path: str) -> str | None:
+    """What keeps ``path`` from being a directory: the first of it and its parents that exists as something else
+    (a file, a link leading nowhere), or None."""
+    while True:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            if os.path.islink(path):
+                return f"{path} is a symbolic link to {os.readlink(path)}, which is not a directory"
+            return f"{path} exists and is not a directory"
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 def _mode_option(value: Any) -> int | None:
@@ -276,10 +317,9 @@ class FileBackend(Backend):
         # key -> (raw key, path): a session's key is hashed at load and again at save; a bounded memo, emptied
         # when full
         self._paths: dict[str, tuple[bytes, str]] = {}
-        try:
-            os.makedirs(self.data_dir, exist_ok=True)
-        except OSError as exc:
-            raise self._error("create the directory", self.data_dir, exc) from exc
+        make_directory(self.data_dir, self.describe())
+        # a data directory configured as a link stays allowed to be one when a write recreates what it leads to
+        self._data_dir_is_link = os.path.islink(self.data_dir)
 
     # -- paths and errors ------------------------------------------------------------------------------------------
 
@@ -313,7 +353,7 @@ class FileBackend(Backend):
         """
         try:
             fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-        except FileNotFoundError:
+        except FileNotFoundError:  # also when the data or shard directory is gone: a miss, created by a write
             return None
         except OSError as exc:
             raise self._error("open", path, exc) from exc
@@ -382,8 +422,8 @@ class FileBackend(Backend):
                 except PermissionError:
                     writable = False
                     fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-            except FileNotFoundError:
-                return None
+            except (FileNotFoundError, NotADirectoryError):
+                return None  # a new key, or its directories are gone: the write creates them (see _write_temp)
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -413,11 +453,12 @@ class FileBackend(Backend):
             try:
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
                 break
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 if attempt == 4:
                     raise
-                # a new shard directory, or one that cleanup() just removed because it was empty
-                os.makedirs(directory, exist_ok=True)
+                # a new shard directory, one that cleanup() just removed because it was empty, or a data directory
+                # removed while the backend ran
+                self._make_shard(directory)
         try:
             if self.file_mode is not None:
                 os.fchmod(fd, self.file_mode)
@@ -432,6 +473,11 @@ class FileBackend(Backend):
             raise
         os.close(fd)
         return temp
+
+    def _make_shard(self, directory: str) -> None:
+        """Create a shard directory, and the data directory above it when that has gone."""
+        make_directory(directory, self.describe(), no_links=(
+            directory, os.path.dirname(directory), *(() if self._data_dir_is_link else (self.data_dir,))))
 
     def _write_in_place(self, fd: int, newest: tuple, raw_key: bytes, value: bytes, expires: float | None) -> bool:
         """Write a new version into the slot that does not hold the newest one; False when it does not fit."""
@@ -453,6 +499,7 @@ class FileBackend(Backend):
         replaced while this call waited for it.
         """
         temp = None
+        vanished = False  # the key's directory was removed in the middle of this write
         try:
             while True:
                 held = self._lock_current(path)
@@ -465,26 +512,36 @@ class FileBackend(Backend):
                     new, result = change(entry)
                     if new is None or (held is None and new is _DELETE):
                         return result
-                    if held is None:
-                        temp = self._write_temp(os.path.dirname(path), raw_key, *new)
-                        try:
-                            os.link(temp, path)
-                        except FileExistsError:
-                            continue  # created by another process meanwhile: start over with its file
-                        return result
-                    if new is _DELETE:
-                        if own or found is None:  # another key's file stays
-                            os.unlink(path)
-                    elif not (own and held[1] and self._write_in_place(held[0], held[2], raw_key, *new)):
-                        temp = self._write_temp(os.path.dirname(path), raw_key, *new)
-                        os.replace(temp, path)
-                        temp = None
+                    try:
+                        if held is None:
+                            temp = self._write_temp(os.path.dirname(path), raw_key, *new)
+                            try:
+                                os.link(temp, path)
+                            except FileExistsError:
+                                continue  # created by another process meanwhile: start over with its file
+                        elif new is _DELETE:
+                            if own or found is None:  # another key's file stays
+                                os.unlink(path)
+                        elif not (own and held[1] and self._write_in_place(held[0], held[2], raw_key, *new)):
+                            temp = self._write_temp(os.path.dirname(path), raw_key, *new)
+                            os.replace(temp, path)
+                            temp = None
+                    except FileNotFoundError:
+                        if new is _DELETE:
+                            return result  # removed with its directory meanwhile: gone all the same
+                        if vanished:
+                            raise
+                        vanished = True
+                        continue  # once more: _write_temp recreates the directory
                     return result
                 finally:
                     if held is not None:
                         os.close(held[0])
                     if temp is not None:
-                        os.unlink(temp)
+                        try:
+                            os.unlink(temp)
+                        except FileNotFoundError:
+                            pass  # went with its directory
                         temp = None
         except OSError as exc:
             raise self._error("write", path, exc) from exc

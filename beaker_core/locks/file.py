@@ -1,7 +1,8 @@
 """The ``file`` lock: excludes the processes (and threads) of one machine that use the same name and directory.
 
 :param lock_dir: the directory of the lock files. When unset, the backend's ``lock_dir`` is used if it has one,
-    else ``<backend.data_dir>/locks``; a lock with neither is a configuration error. Created if absent.
+    else ``<backend.data_dir>/locks``; a lock with neither is a configuration error. Created if absent, and created
+    again by the next acquisition if it is removed while the application runs.
 :param timeout: how long ``with lock:`` waits before raising :class:`~beaker_core.exceptions.LockTimeout`
     (seconds, a number >= 0; None waits forever).
 :param expire: accepted for compatibility with distributed locks and not enforced: the lock is an ``flock`` on an
@@ -25,7 +26,7 @@ import os
 import threading
 from typing import Any
 
-from ..backends.file import directory_option, fcntl, require_flock
+from ..backends.file import directory_option, fcntl, make_directory, require_flock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_float, unknown_options
 from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
@@ -75,14 +76,13 @@ class FileLock(Lock):
         self._guard = threading.Lock()  # serializes bookkeeping of _fd between threads sharing this object
 
     def _open(self) -> int:
-        for attempt in range(2):
-            try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
-            except FileNotFoundError:
-                if attempt:
-                    raise
-                os.makedirs(self.lock_dir, exist_ok=True)
-        raise AssertionError("unreachable")
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+        except (FileNotFoundError, NotADirectoryError):
+            # the first lock, or the directory was removed while the application ran: (re)create it, never
+            # through a link that appeared in its place
+            make_directory(self.lock_dir, f"file lock {self.name!r}", no_links=(self.lock_dir,))
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
 
     def _try_lock(self, fd: int) -> bool | None:
         """True: locked the file at the path. False: held by someone else. None: the file was replaced, reopen."""
