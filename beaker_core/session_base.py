@@ -32,7 +32,7 @@ def valid_session_id(value: Any) -> bool:
 def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
     if config is not None:
         return config
-    if "namespace_class" in options:
+    if options.pop("namespace_class", None) is not None:
         raise ConfigurationError("namespace_class is not supported; register a backend plugin instead")
     registry = options.pop("registry", None)
     return SessionConfig(session_options(None, **options), registry=registry)

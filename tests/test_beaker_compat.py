@@ -469,3 +469,26 @@ def test_beaker_util_coerce_session_params():
                        "cookie_on_exception": False, "type": "file"}
     with pytest.raises(ConfigurationError, match="session.timeout"):
         coerce_session_params({"timeout": "soon"})
+
+
+def test_every_keyword_beaker_takes_with_beakers_defaults(tmp_path):
+    """The keyword arguments of Beaker 1.14's Session, CookieSession and SessionMiddleware, at their defaults."""
+    session = Session({}, id=None, invalidate_corrupt=False, use_cookies=True, type=None, data_dir=None,
+                      key="beaker.session.id", timeout=None, save_accessed_time=True, cookie_expires=True,
+                      cookie_domain=None, cookie_path="/", data_serializer="pickle", secret=None, secure=False,
+                      namespace_class=None, httponly=False, encrypt_key=None, validate_key=None,
+                      encrypt_nonce_bits=128, crypto_type="default", samesite="Lax")
+    session["k"] = "v"
+    session.save()
+    cookie_session = CookieSession({}, key="beaker.session.id", timeout=None, save_accessed_time=True,
+                                   cookie_expires=True, cookie_domain=None, cookie_path="/", encrypt_key=None,
+                                   validate_key=SECRET, secure=False, httponly=False, data_serializer="json",
+                                   encrypt_nonce_bits=128, invalidate_corrupt=False, crypto_type="default",
+                                   samesite="Lax")
+    cookie_session["k"] = "v"
+    cookie_session.save()
+    assert cookie_session.request["set_cookie"]
+    SessionMiddleware(lambda environ, start_response: [], None, "beaker.session", type="file",
+                      data_dir=str(tmp_path), cookie_expires="300", log_file=None)
+    with pytest.raises(ConfigurationError, match="namespace_class"):
+        Session({}, namespace_class=object)
