@@ -40,7 +40,6 @@ class CookieSession(_BaseSession):
         values = cookie_values(header, config.key)
         if not values:
             return False
-        self._client_had_cookie = True
         now = _time()
         for value in values:
             plaintext = config.cipher.decrypt_text(value, config.key.encode("utf-8"))
@@ -59,6 +58,7 @@ class CookieSession(_BaseSession):
             if config.absolute_timeout is not None and now - created >= config.absolute_timeout:
                 continue
             self.id, self.created, self.last_accessed, self.is_new = session_id, created, accessed, False
+            self._client_had_cookie = True
             dict.update(self, data)
             return True
         return False

@@ -11,12 +11,16 @@ calls ``start_response``, and its cookie is added to the headers only when it mu
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any, Callable, Mapping
 
 from .registry import Registry
 from .session import Session, lazy_session
 from .session_config import SessionConfig, session_options
 from .util import coerce_session_params
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SessionMiddleware", "CacheMiddleware", "session_filter_factory", "session_filter_app_factory"]
 
@@ -39,13 +43,27 @@ class SessionMiddleware:
         coerce_session_params(self.options)  # Beaker's options hold coerced values, and code reads them
         self.environ_key = environ_key
         self._webtest_varname = self.session_config.webtest_varname
+        self._server_checked = False
         self._get_session_bound = self._get_session
 
     def _get_session(self) -> Session:
         """A session not tied to the request's cookie (Beaker's ``environ['beaker.get_session']()``)."""
         return Session({}, use_cookies=False, _config=self.session_config)
 
+    def _check_server(self, environ: dict) -> None:
+        """Warn once when sessions kept in one process's memory are served by several processes."""
+        self._server_checked = True
+        backend = self.session_config.backend
+        if backend is not None and not getattr(backend, "shared", True) and environ.get("wsgi.multiprocess"):
+            message = (f"sessions are kept in {backend.describe()}, but this server runs several processes "
+                       f"(wsgi.multiprocess): a request served by another process will not find its session. "
+                       f"Use a shared store: session.type = file (one machine), redis or memcached")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+
     def __call__(self, environ: dict, start_response: Callable) -> Any:
+        if not self._server_checked:
+            self._check_server(environ)
         session = lazy_session(environ, self.session_config)
         environ[self.environ_key] = session
         environ["beaker.get_session"] = self._get_session_bound

@@ -28,6 +28,8 @@ __all__ = ["Session", "CookieSession", "SessionObject", "SignedCookie", "Invalid
            "valid_session_id", "lazy_session"]
 
 _REFRESH_MEMO_SIZE = 10000
+#: how many session ids of one request's cookies are looked up before giving up (each costs a backend read)
+MAX_COOKIE_CANDIDATES = 4
 _id_match = _ID.fullmatch
 
 
@@ -61,12 +63,9 @@ class Session(_BaseSession):
         if id is not None:
             if not valid_session_id(id):
                 raise ConfigurationError(f"a session id must be 22 to 128 characters of A-Z a-z 0-9 _ -, not {id!r}")
-            session_id = id
-        elif use_cookies:
-            session_id = self._id_from_cookie(request.get("cookie"))
-        else:
-            session_id = None
-        if session_id is not None and self._load(session_id):
+            if self._load(id):
+                return
+        elif use_cookies and self._load_from_cookie(request.get("cookie")):
             return
         # an id the application chose (get_by_id, Beaker's id=) is kept; an id the store does not know is never
         # adopted from a cookie
@@ -80,20 +79,29 @@ class Session(_BaseSession):
             request["cookie_out"] = set_cookie_header(config.key, self._out_value(), config.attributes,
                                                       config.cookie_expires)
 
-    def _id_from_cookie(self, header: str | None) -> str | None:
+    def _load_from_cookie(self, header: Any) -> bool:
+        """Load the session a cookie names. A request may carry several cookies of the session's name (a stale one
+        from another path or subdomain, a planted one): each well-formed, correctly signed id is tried in turn, the
+        first ``MAX_COOKIE_CANDIDATES`` of them, until one loads."""
         values = cookie_values(header, self._config.key)
         if not values:
-            return None
-        self._client_had_cookie = True
+            return False
         signer = self._config.signer
+        tried = 0
         for value in values:
             if signer is not None:
                 value = signer.unsign(value)
                 if value is None:
                     continue
-            if _id_match(value) is not None:
-                return value
-        return None
+            if _id_match(value) is None:
+                continue
+            if self._load(value):
+                self._client_had_cookie = True
+                return True
+            tried += 1
+            if tried >= MAX_COOKIE_CANDIDATES:
+                break
+        return False
 
     def _load(self, session_id: str) -> bool:
         config = self._config
@@ -102,8 +110,9 @@ class Session(_BaseSession):
         except SerializationError as exc:
             if not config.invalidate_corrupt:
                 raise
-            log.warning("discarding the unreadable session %s: %s", session_id[:8], exc)
-            self._store.delete(session_id)
+            # left in the store until it expires: after a key rotation mistake (the old encrypt_key removed),
+            # restoring the key brings the session back
+            log.warning("session %s is unreadable, a new one is started: %s", session_id[:8], exc)
             self.was_invalidated = True
             return False
         if record is None:

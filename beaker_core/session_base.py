@@ -53,7 +53,7 @@ class _BaseSession(dict):
     _full = False                 # write every key at the next save
     _new_id = False               # the id was made in this request and nothing is stored under it yet
     _send_cookie = False          # the cookie must go out at the next persist
-    _client_had_cookie = False
+    _client_had_cookie = False    # the client holds a cookie naming this session (loaded from it, or sent to it)
     _cookie_expires = None
     _used = False                 # read through request.session (ASGI) or ended, regenerated, marked
     _held_lock = None
@@ -307,7 +307,8 @@ class _BaseSession(dict):
                 self._client_had_cookie = True
                 return
         if self._new_id and self._client_had_cookie:
-            # the session was deleted, invalidated or never found, and stayed empty: clear the client's cookie
+            # the session the cookie named was deleted or invalidated, and stayed empty: clear that cookie (a cookie
+            # naming a session this request did not load is left alone: it may be another path's)
             self.request["cookie_out"] = delete_cookie_header(config.key, self._attributes())
             self.request["set_cookie"] = True
             self._client_had_cookie = False
