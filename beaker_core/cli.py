@@ -8,9 +8,17 @@
 
     beaker-core check [KEY=VALUE ...] [--config FILE [--section NAME]] [--json]
         Resolves ``session.type`` and ``cache.type`` (and each cache region's type, the lock types and serializers)
-        through the registry, and says what each resolves to. Keys may carry Beaker's ``beaker.`` prefix. Options
-        given on the command line override those read from the file. Nothing is connected to: this checks names
-        and values, not servers.
+        through the registry, and says what each resolves to. Then it builds what the application builds at
+        startup: the session configuration ``SessionMiddleware`` builds, and
+        ``CacheManager(**parse_cache_config_options(config))`` with its default cache and each region's cache, so a
+        setting that would stop the application fails here, with the same message. A weak session key, a
+        ``SecurityWarning`` at startup, is an error here. Keys may carry Beaker's ``beaker.`` prefix. Options given
+        on the command line override those read from the file.
+
+        Building opens the backends as startup does: the file and dbm backends create their ``data_dir``; the
+        redis and memcached backends connect on first use only, so their servers need not be running; a Redis
+        Cluster client reads the cluster's slot map when it is built, so checking a cluster connects to it (and
+        fails, as startup would, when no node answers).
 
     beaker-core cleanup --type TYPE [--data-dir DIR] [--url URL] [--option KEY=VALUE ...]
         Opens one backend and calls its ``cleanup()``, which removes the expired entries the store does not expire
@@ -26,11 +34,13 @@ import configparser
 import json
 import os
 import sys
-from typing import Any, Sequence
+import warnings
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .exceptions import BeakerError, ConfigurationError
 from .registry import BEAKER_ALIASES, KINDS, Registration, Registry
+from .session_config import SessionConfig, session_options
 from .util import parse_cache_config_options
 
 PROG = "beaker-core"
@@ -179,11 +189,29 @@ class _Report:
     def fail(self, option: str, message: str) -> None:
         self.results.append({"option": option, "error": message})
 
+    def build(self, option: str, build: Callable[[], Any]) -> None:
+        """Run ``build`` as the application's startup would: its exception is an error, its warnings are shown."""
+        errors = len(self.results)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                build()
+            except BeakerError as exc:
+                self.fail(option, str(exc))
+            except Exception as exc:  # a backend constructor's own error stops startup just the same
+                self.fail(option, f"{type(exc).__name__}: {exc}")
+        shown = {str(warning.message) for warning in caught if not issubclass(warning.category, DeprecationWarning)}
+        self.results[errors:errors] = [{"option": option, "warning": message} for message in sorted(shown)]
+
+    def failed_since(self, count: int) -> bool:
+        return any("error" in result for result in self.results[count:])
+
 
 _SESSION_BUILTINS = {"cookie": "the whole session is kept in an encrypted cookie; no storage backend"}
 
 
-def _check_session(options: dict[str, tuple[str, str]], report: _Report) -> None:
+def _check_session(config: dict[str, str], options: dict[str, tuple[str, str]], report: _Report) -> None:
+    before = len(report.results)
     if "type" in options:
         key, session_type = options["type"]
         report.resolve(key, "backend", session_type, builtin=_SESSION_BUILTINS)
@@ -193,9 +221,14 @@ def _check_session(options: dict[str, tuple[str, str]], report: _Report) -> None
         report.resolve(options["lock_type"][0], "lock", options["lock_type"][1])
     if "data_serializer" in options:
         report.resolve(options["data_serializer"][0], "serializer", options["data_serializer"][1])
+    if not report.failed_since(before):
+        # what SessionMiddleware builds, with weak keys refused instead of warned about
+        report.build("session", lambda: SessionConfig(session_options(config), registry=report.registry,
+                                                      strict_keys=True))
 
 
 def _check_cache(config: dict[str, str], report: _Report) -> None:
+    before = len(report.results)
     try:
         options = parse_cache_config_options(config)
     except ConfigurationError as exc:
@@ -211,11 +244,25 @@ def _check_cache(config: dict[str, str], report: _Report) -> None:
             report.resolve(prefix + "lock_type", "lock", scope["lock_type"])
         if scope.get("serializer"):
             report.resolve(prefix + "serializer", "serializer", scope["serializer"])
+    if not report.failed_since(before):
+        report.build("cache", lambda: _build_caches(options, report.registry))
+
+
+def _build_caches(options: dict[str, Any], registry: Registry) -> None:
+    """The CacheManager an application builds from these options, and the caches it would open: the default one
+    (``@cache.cache``) and one per region (``@cache_region``)."""
+    from .cache import CacheManager
+    manager = CacheManager(**options, registry=registry)
+    manager.get_cache("beaker-core check")
+    for region in options.get("cache_regions", {}):
+        manager.get_cache_region("beaker-core check", region)
 
 
 def _describe(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"{result['option']}: {result['error']}"
+    if "warning" in result:
+        return f"{result['option']}: {result['warning']}"
     value = f"{result['option']} = {result['value']}" + (" (default)" if result.get("default") else "")
     if "builtin" in result:
         return f"{value}  ->  {result['builtin']}"
@@ -230,16 +277,19 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
     elif args.section:
         raise CommandError("--section needs --config")
     config.update(_parse_pairs(args.options))
-    session_options = _scoped(config, "session")
+    session_scope = _scoped(config, "session")
     has_cache = bool(_scoped(config, "cache"))
-    if not session_options and not has_cache:
+    if not session_scope and not has_cache:
         given = ", ".join(sorted(config)) or "none"
         raise CommandError(f"nothing to check: no session.* or cache.* option was given (options given: {given})")
     report = _Report(registry)
-    if session_options:
-        _check_session(session_options, report)
-    if has_cache:
-        _check_cache(config, report)
+    try:
+        if session_scope:
+            _check_session(config, session_scope, report)
+        if has_cache:
+            _check_cache(config, report)
+    finally:
+        registry.close()
     if args.json:
         print(json.dumps({"ok": report.ok, "results": report.results}, indent=2))
     else:
@@ -247,6 +297,8 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
             line = _describe(result)
             if "error" in result:
                 print(f"{PROG}: error: {line}", file=sys.stderr)
+            elif "warning" in result:
+                print(f"{PROG}: warning: {line}", file=sys.stderr)
             else:
                 print(line)
     return 0 if report.ok else 1
@@ -287,8 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     backends.add_argument("--json", action="store_true", help="print JSON instead of a table")
     backends.set_defaults(handler=cmd_backends)
 
-    check = commands.add_parser("check", help="resolve session.type / cache.type through the installed plugins",
-                                description="Resolve session.type, cache.type and friends through the registry.")
+    check = commands.add_parser(
+        "check", help="resolve session.type / cache.type and build the configuration as startup does",
+        description="Resolve session.type, cache.type and friends through the registry, then build the session "
+                    "and cache configuration as the application's startup does: a setting that would stop the "
+                    "application fails here with the same message, and so does a weak session key. Building "
+                    "does not reach redis or memcached servers (they are connected on first use); a Redis Cluster "
+                    "client reads the cluster's slot map when it is built, so checking a cluster connects to it.")
     check.add_argument("options", nargs="*", metavar="KEY=VALUE", help="options such as session.type=file")
     check.add_argument("--config", metavar="FILE", help="an INI (PasteDeploy) file to read options from")
     check.add_argument("--section", metavar="NAME",

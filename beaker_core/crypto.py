@@ -5,6 +5,11 @@ list, for rotation: the first one signs or encrypts, every one verifies or decry
 used as a key directly: HKDF-SHA256 derives one 32-byte key per purpose from it, so the key that signs session ids
 and the key that encrypts cookie sessions differ even when both come from one secret.
 
+A weak key (see :func:`key_weakness`) still works, as it did in Beaker: it gives one
+:class:`~beaker_core.exceptions.SecurityWarning` per process and problem, plus one log record, and is refused only
+where ``strict`` asks for it (``session.strict_keys`` or the ``BEAKER_CORE_STRICT_KEYS`` environment variable). An
+empty key is always refused.
+
 * :class:`Signer`: HMAC-SHA256, the signature written as unpadded base64url (43 characters).
 * :class:`Cipher`: AES-256-GCM from ``cryptography``. A token is ``version (1 byte) | nonce (12 bytes) |
   ciphertext | tag (16 bytes)``; the nonce is random for every encryption. The caller's associated data (for
@@ -16,8 +21,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import re
+import sys
+import threading
+import warnings
 from typing import Any, Iterable
 
 from cryptography.exceptions import InvalidTag
@@ -25,18 +34,88 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SecurityWarning
+from .util import asbool
+
+log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 16
+#: a key made of fewer distinct characters than this is weak, whatever its length
+MIN_DISTINCT_CHARACTERS = 5
+#: set to a true value (1, true, yes, on) to make every weak key an error, as ``session.strict_keys = true`` does
+STRICT_KEYS_ENV = "BEAKER_CORE_STRICT_KEYS"
+GENERATE_KEY_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 TOKEN_VERSION = b"\x01"
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 
 
-def secret_list(name: str, value: Any) -> list[bytes]:
+def key_weakness(key: str | bytes) -> str | None:
+    """Why ``key`` is too weak to be a secret, or None. Counted in characters for a str, bytes for bytes, a key is
+    weak when it is shorter than 16, has fewer than 5 distinct characters, or is one shorter string repeated
+    (``abcdefabcdefabcdef``)."""
+    length = len(key)
+    if length < MIN_SECRET_LENGTH:
+        return f"it is {length} characters long, and a key needs at least {MIN_SECRET_LENGTH}"
+    distinct = len(set(key))
+    if distinct < MIN_DISTINCT_CHARACTERS:
+        return (f"it is made of only {distinct} distinct character{'' if distinct == 1 else 's'}, "
+                f"and a key needs at least {MIN_DISTINCT_CHARACTERS}")
+    if (key + key).find(key, 1) < length:  # a rotation of itself before the full length: a repeated pattern
+        return "it is one shorter string repeated"
+    return None
+
+
+def strict_keys_from_environment() -> bool:
+    """Whether the ``BEAKER_CORE_STRICT_KEYS`` environment variable asks for weak keys to be errors."""
+    return asbool(os.environ.get(STRICT_KEYS_ENV), STRICT_KEYS_ENV)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_from_caller(warning: Warning) -> None:
+    """``warnings.warn`` attributed to the first caller outside beaker-core: the line that built the middleware or
+    session, which is where the setting can be changed."""
+    frame, level = sys._getframe(1), 2  # level 1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
+
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def report_weak_key(message: str, strict: bool) -> None:
+    """Refuse a weak key (``strict``), or warn about it: one SecurityWarning and one log record per process and
+    message, however many sessions or middlewares are built with it."""
+    if strict:
+        raise ConfigurationError(message)
+    with _reported_lock:
+        if message in _reported:
+            return
+        _reported.add(message)
+    try:
+        warn_from_caller(SecurityWarning(message))
+    except BaseException:  # -W error::...SecurityWarning: the warning is raised; a later build must raise it too
+        with _reported_lock:
+            _reported.discard(message)
+        raise
+    log.warning("%s", message)
+
+
+def forget_reported_weak_keys() -> None:
+    """Warn again about weak keys already reported in this process (for tests)."""
+    with _reported_lock:
+        _reported.clear()
+
+
+def secret_list(name: str, value: Any, *, strict: bool | None = None) -> list[bytes]:
     """A secret option as a list of bytes: a str, bytes, or a list of them; a str holding several lines is one
     secret per line (how an INI file writes a list). Secrets are never split on spaces or commas: a passphrase may
-    hold both. Each must be at least 16 characters long.
+    hold both. An empty secret is an error; a weak one (:func:`key_weakness`) is reported by
+    :func:`report_weak_key`, as an error when ``strict`` is true (None: when ``BEAKER_CORE_STRICT_KEYS`` says so).
     """
     if value is None:
         return []
@@ -48,24 +127,23 @@ def secret_list(name: str, value: Any) -> list[bytes]:
         items = value
     else:
         raise ConfigurationError(f"{name} must be a string or a list of strings, not {type(value).__name__}")
-    secrets_out = []
+    keys: list[str | bytes] = []
     for item in items:
-        if isinstance(item, str):
-            raw = item.encode("utf-8")
-        elif isinstance(item, bytes):
-            raw = item
-        else:
+        if not isinstance(item, (str, bytes)):
             raise ConfigurationError(f"{name} must be a string or a list of strings, not a list holding {item!r}")
-        if not raw:
-            continue
-        if len(raw) < MIN_SECRET_LENGTH:
-            raise ConfigurationError(
-                f"{name} is too short to be a secret ({len(raw)} characters; at least {MIN_SECRET_LENGTH} are "
-                f"required; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-        secrets_out.append(raw)
-    if not secrets_out:
+        if item:
+            keys.append(item)
+    if not keys:
         raise ConfigurationError(f"{name} is set but empty")
-    return secrets_out
+    for position, key in enumerate(keys, 1):
+        reason = key_weakness(key)
+        if reason is not None:
+            if strict is None:
+                strict = strict_keys_from_environment()
+            which = f"{name} (key {position} of {len(keys)})" if len(keys) > 1 else name
+            report_weak_key(f"{which} is a weak key: {reason}; generate a strong one with: {GENERATE_KEY_HINT}",
+                            strict)
+    return [key.encode("utf-8") if isinstance(key, str) else key for key in keys]
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:

@@ -37,6 +37,11 @@ class LockTimeout(BeakerError, TimeoutError):
     """A lock could not be acquired within its timeout."""
 
 
+class SecurityWarning(UserWarning):
+    """A setting works but is unsafe, such as a weak session key; ``session.strict_keys = true`` (or
+    ``python -W error::beaker_core.exceptions.SecurityWarning``) makes it an error."""
+
+
 # Beaker's names, kept so that code catching them keeps working.
 BeakerException = BeakerError
 InvalidCacheBackendError = PluginNotFound

@@ -33,10 +33,17 @@ Options (after the ``session.`` / ``beaker.session.`` prefix is removed; see doc
 :param lock_type: the lock that serializes saves of one session (default: the backend's preferred lock).
 :param lock_timeout: seconds to wait for that lock (default 30).
 :param webtest_varname: also expose the session to WebTest under this name.
-:param encrypt_nonce_bits, crypto_type, log_file: Beaker options, accepted and not used.
+:param strict_keys: refuse a weak ``secret``, ``encrypt_key`` or ``validate_key`` (shorter than 16 characters,
+    fewer than 5 distinct characters, or a repeated pattern) instead of warning about it (default false; the
+    ``BEAKER_CORE_STRICT_KEYS=1`` environment variable does the same). An empty key is always refused.
+:param encrypt_nonce_bits, crypto_type, log_file, id: Beaker options, accepted and not used.
+:param cookie_on_exception, constant_csrf_token: pyramid_beaker's options, kept here for a Pyramid integration and
+    never handed to the backend.
 
 Every other option (``url``, ``data_dir``, ``lock_dir``, ``table_name``...) goes to the backend's constructor, which
-rejects what it does not know.
+rejects what it does not know. ``data_dir`` and ``lock_dir`` are Beaker's shared options: a backend that does not
+take them is not given them, and where they can mean nothing (cookie sessions, a process-local backend such as
+``memory``) they are ignored with a warning.
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ import warnings
 from typing import Any, Mapping
 
 from . import cookies
-from .crypto import Cipher, Signer, secret_list
+from .crypto import Cipher, Signer, secret_list, strict_keys_from_environment, warn_from_caller
 from .exceptions import ConfigurationError
 from .locks import ThreadLock
 from .registry import Registry, default_registry
@@ -56,13 +63,15 @@ DEFAULT_KEY = "beaker.session.id"
 _STRIPES = 64
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _CRYPTO_TYPES = ("default", "cryptography", "pycrypto", "nss")
-#: options the session layer reads itself; the others belong to the backend
+#: options the session layer reads itself; the others (``url``, ``data_dir``, ``lock_dir``...) belong to the backend
 SESSION_OPTIONS = frozenset({
     "type", "key", "secret", "encrypt_key", "validate_key", "timeout", "absolute_timeout", "save_accessed_time",
     "auto", "cookie_expires", "cookie_domain", "cookie_path", "secure", "httponly", "samesite", "data_serializer",
     "invalidate_corrupt", "lock_type", "lock_timeout", "webtest_varname", "encrypt_nonce_bits", "crypto_type",
-    "log_file", "id",
+    "log_file", "id", "strict_keys", "cookie_on_exception", "constant_csrf_token",
 })
+#: Beaker's shared directory options, which some backends take and others do not
+_DIRECTORY_OPTIONS = ("data_dir", "lock_dir")
 
 
 def session_options(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -105,7 +114,10 @@ def _samesite(value: Any) -> str | None:
 class SessionConfig:
     """Checked session options, with the backend, serializer, lock and keys they name."""
 
-    def __init__(self, options: Mapping[str, Any] | None = None, *, registry: Registry | None = None):
+    def __init__(self, options: Mapping[str, Any] | None = None, *, registry: Registry | None = None,
+                 strict_keys: bool = False):
+        """``strict_keys=True`` refuses weak keys whatever the options and the environment say (what
+        ``beaker-core check`` builds)."""
         options = dict(options or {})
         self.registry = registry or default_registry()
         take = options.pop
@@ -139,6 +151,13 @@ class SessionConfig:
                                      f"not {crypto_type!r}")
         take("log_file", None)
         take("id", None)
+        #: pyramid_beaker's: save the session and send its cookie when the view raised (default true)
+        self.cookie_on_exception = coerce_bool("session.cookie_on_exception", take("cookie_on_exception", True))
+        #: pyramid_beaker's: false, true (one CSRF token for the session's life), or the token itself
+        self.constant_csrf_token = take("constant_csrf_token", False)
+        if not isinstance(self.constant_csrf_token, (bool, str)):
+            raise ConfigurationError(f"session.constant_csrf_token must be a boolean or a string, "
+                                     f"not {self.constant_csrf_token!r}")
         self.attributes = cookies.cookie_attributes(self.cookie_path, self.cookie_domain, self.secure,
                                                     self.httponly, self.samesite)
         #: a cookie whose expiry is relative is sent again whenever the session is saved or refreshed
@@ -148,9 +167,11 @@ class SessionConfig:
         #: records get a TTL
         self.expires = self.timeout is not None or self.absolute_timeout is not None
 
-        secret = secret_list("session.secret", take("secret", None))
-        encrypt_key = secret_list("session.encrypt_key", take("encrypt_key", None))
-        validate_key = secret_list("session.validate_key", take("validate_key", None))
+        strict = coerce_bool("session.strict_keys", take("strict_keys", False))
+        strict = strict_keys or strict_keys_from_environment() or strict
+        secret = secret_list("session.secret", take("secret", None), strict=strict)
+        encrypt_key = secret_list("session.encrypt_key", take("encrypt_key", None), strict=strict)
+        validate_key = secret_list("session.validate_key", take("validate_key", None), strict=strict)
         serializer = take("data_serializer", None)
         self.lock_type = coerce_str("session.lock_type", take("lock_type", None))
 
@@ -165,6 +186,7 @@ class SessionConfig:
                 raise ConfigurationError("cookie sessions need session.secret (or session.encrypt_key): the key "
                                          "that encrypts and authenticates the cookie")
             self.cipher = Cipher(material, "cookie session")
+            _ignore_directories(options, "cookie sessions store nothing on the server")
             if options:
                 raise ConfigurationError(
                     f"cookie sessions store nothing on the server; remove {', '.join(sorted(options))} "
@@ -193,6 +215,10 @@ class SessionConfig:
             lock_dir = options.get("lock_dir")
             if lock_dir is not None and "lock_dir" not in backend_options and _takes(self.lock_class, "lock_dir"):
                 self.lock_options = {"lock_dir": lock_dir}
+            if not getattr(self.backend, "shared", True):
+                unused = {name: options.get(name) for name in _DIRECTORY_OPTIONS
+                          if name not in backend_options and name not in self.lock_options}
+                _ignore_directories(unused, f"the {self.backend.name} backend keeps sessions in this process")
             # the thread lock excludes the threads of this process: a fixed set of plain locks, picked by the
             # session id's hash, does the same for a fraction of the cost of a lock object per save
             if self.lock_class is ThreadLock:
@@ -241,6 +267,14 @@ class SessionConfig:
                 return 0
             ttl = remaining if ttl is None else min(ttl, remaining)
         return ttl
+
+
+def _ignore_directories(options: dict[str, Any], why: str) -> None:
+    """Remove Beaker's ``data_dir`` and ``lock_dir`` from ``options`` with a warning, where they mean nothing."""
+    ignored = [name for name in _DIRECTORY_OPTIONS if options.pop(name, None) is not None]
+    if ignored:
+        names = " and ".join(f"session.{name}" for name in ignored)
+        warn_from_caller(UserWarning(f"{names} {'is' if len(ignored) == 1 else 'are'} ignored: {why}"))
 
 
 def _takes(factory: Any, parameter: str) -> bool:

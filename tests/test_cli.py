@@ -163,10 +163,11 @@ def test_check_an_uninstalled_backend_prints_the_install_hint(name):
     assert {"dbm", "file", "memory"} <= set(installed) and "redis" not in installed
 
 
-def test_check_resolves_session_cache_and_regions():
+def test_check_resolves_session_cache_and_regions(tmp_path):
     result = without_network_plugins(
-        "check", "session.type=file", "session.data_dir=/tmp/sessions", "cache.type=memory",
-        "cache.regions=short_term, long_term", "cache.long_term.type=dbm", "cache.lock_type=thread")
+        "check", "session.type=file", f"session.data_dir={tmp_path}/sessions", "cache.type=memory",
+        "cache.regions=short_term, long_term", "cache.long_term.type=dbm", f"cache.long_term.data_dir={tmp_path}",
+        "cache.lock_type=thread")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("session.type = file  ->  backend 'file'") and "beaker-core" in line
@@ -177,17 +178,32 @@ def test_check_resolves_session_cache_and_regions():
     assert any(line.startswith("cache.lock_type = thread  ->  lock 'thread'") for line in lines), lines
 
 
-def test_check_reports_defaults_and_beakers_prefix():
-    result = run("check", "beaker.session.data_dir=/tmp/x", "beaker.cache.expire=60")
+def test_check_reports_defaults_and_beakers_prefix(tmp_path):
+    result = run("check", f"beaker.session.data_dir={tmp_path}", "beaker.cache.expire=60")
     assert result.returncode == 0, result.stderr
     assert "session.type = file (default)  ->  backend 'file'" in result.stdout
     assert "cache.type = memory (default)  ->  backend 'memory'" in result.stdout
 
 
 def test_check_cookie_sessions_need_no_backend():
-    result = run("check", "session.type=cookie")
+    result = run("check", "session.type=cookie", "session.secret=a-long-enough-secret-value")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("session.type = cookie  ->  ")
+
+
+def test_check_fails_on_a_weak_key_with_the_startup_warning():
+    result = run("check", "session.type=cookie", "session.validate_key=hoobermas")
+    assert_clean_error(result, "session.validate_key is a weak key: it is 9 characters long",
+                       "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    assert "hoobermas" not in result.stderr
+
+
+def test_check_shows_what_startup_would_warn_about(tmp_path):
+    result = run("check", "session.type=cookie", "session.secret=a-long-enough-secret-value",
+                 f"session.data_dir={tmp_path}/sessions")
+    assert result.returncode == 0, result.stderr
+    assert "beaker-core: warning: session: session.data_dir is ignored: cookie sessions" in result.stderr
+    assert not (tmp_path / "sessions").exists()
 
 
 def test_check_an_uninstalled_region_backend_fails_and_names_the_region():
@@ -234,6 +250,7 @@ debug = false
 use = egg:myapp
 beaker.session.type = file
 beaker.session.data_dir = %(here)s/sessions
+beaker.cache.data_dir = %(here)s/cache
 beaker.cache.regions = Short
 beaker.cache.Short.type = dbm
 

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from beaker_core.cookies import InvalidSignature, SignedCookie, cookie_values
-from beaker_core.crypto import b64decode
-from beaker_core.exceptions import ConfigurationError, ValueTooLarge
+from beaker_core.crypto import b64decode, forget_reported_weak_keys
+from beaker_core.exceptions import ConfigurationError, SecurityWarning, ValueTooLarge
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import CookieSession
@@ -201,6 +201,32 @@ def test_invalidate_and_regenerate_change_the_id():
     assert second != first and client.json("/get") == {"user": "ada"} and client.json("/id") == second
     third = client.json("/invalidate")
     assert third != second and client.json("/get") == {}
+
+
+@pytest.mark.parametrize("keys", [{"validate_key": "blah"}, {"validate_key": "hoobermas", "encrypt_key": "666a9"},
+                                  {"secret": "blah"}])
+def test_beaker_style_short_keys_work_end_to_end(keys):
+    # Beaker's own tests build cookie sessions with keys like these: they start, with a SecurityWarning
+    forget_reported_weak_keys()
+    with pytest.warns(SecurityWarning):
+        session = CookieSession({}, **keys)
+    session["fun"] = "tasty"
+    session.save()
+    request = session.request
+    assert request["set_cookie"] is True
+    header = request["cookie_out"].split(";", 1)[0]
+    again = CookieSession({"cookie": header}, **keys)
+    assert again["fun"] == "tasty" and again.id == session.id and not again.is_new
+    assert CookieSession({"cookie": header}, validate_key="another-key-entirely").is_new
+
+
+def test_middleware_cookie_session_with_a_short_validate_key():
+    forget_reported_weak_keys()
+    with pytest.warns(SecurityWarning, match="session.validate_key is a weak key"):
+        app = SessionMiddleware(session_app, {"session.type": "cookie", "session.validate_key": "blah"},
+                                registry=Registry(load_entrypoints=False))
+    client = WSGIClient(app)
+    assert [client.json("/incr") for _ in range(3)] == [1, 2, 3]
 
 
 def test_cookie_session_refuses_a_server_side_type():

@@ -49,12 +49,15 @@ BAD_VALUES = [
     ("data_serializer", object(), "session.data_serializer"),
     ("lock_timeout", "-1", "session.lock_timeout"),
     ("lock_timeout", "x", "session.lock_timeout"),
-    ("secret", "short", "session.secret"),
     ("secret", 5, "session.secret"),
     ("secret", [SECRET, 3], "session.secret"),
-    ("secret", "   ", "session.secret"),
-    ("encrypt_key", "tiny", "session.encrypt_key"),
-    ("validate_key", "tiny", "session.validate_key"),
+    ("secret", "", "session.secret"),
+    ("secret", [], "session.secret"),
+    ("encrypt_key", "", "session.encrypt_key"),
+    ("validate_key", ["", ""], "session.validate_key"),
+    ("strict_keys", "maybe", "session.strict_keys"),
+    ("cookie_on_exception", "maybe", "session.cookie_on_exception"),
+    ("constant_csrf_token", 5, "session.constant_csrf_token"),
     ("encrypt_nonce_bits", "x", "session.encrypt_nonce_bits"),
     ("encrypt_nonce_bits", 8, "session.encrypt_nonce_bits"),
     ("crypto_type", "rot13", "session.crypto_type"),
@@ -119,8 +122,10 @@ def test_data_dir_alone_means_file(tmp_path):
 def test_cookie_sessions_need_a_secret_and_take_no_backend_options(tmp_path):
     with pytest.raises(ConfigurationError, match="need session.secret"):
         build(type="cookie")
-    with pytest.raises(ConfigurationError, match="data_dir"):
-        build(type="cookie", secret=SECRET, data_dir=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="url"):
+        build(type="cookie", secret=SECRET, url="redis://127.0.0.1")
+    with pytest.raises(ConfigurationError, match="table_name"), pytest.warns(UserWarning, match="data_dir"):
+        build(type="cookie", secret=SECRET, data_dir=str(tmp_path), table_name="t")
     with pytest.raises(ConfigurationError, match="lock_type"):
         build(type="cookie", secret=SECRET, lock_type="thread")
     for name in ("secret", "encrypt_key", "validate_key"):
@@ -182,6 +187,56 @@ def test_beaker_only_options_are_accepted():
     build(encrypt_nonce_bits="128", crypto_type="cryptography", log_file=None, webtest_varname="session")
 
 
+# every key of Beaker 1.14's coerce_session_params, as an INI file writes them
+BEAKER_SESSION_KEYS = {
+    "type": "memory", "cookie_expires": "3600", "cookie_domain": ".example.org", "cookie_path": "/app",
+    "id": "ignored-session-id", "key": "sid", "secret": SECRET, "validate_key": SECRET, "encrypt_key": SECRET,
+    "encrypt_nonce_bits": "128", "secure": "true", "httponly": "true", "timeout": "600",
+    "save_accessed_time": "true", "auto": "false", "webtest_varname": "session", "data_serializer": "json",
+    "samesite": "Lax", "crypto_type": "cryptography", "invalidate_corrupt": "true",
+}
+
+
+@pytest.mark.parametrize("session_type", ["memory", "file", "cookie"])
+def test_every_key_of_beakers_session_configuration_is_accepted(tmp_path, session_type):
+    options = {**BEAKER_SESSION_KEYS, "type": session_type, "data_dir": str(tmp_path / "data"),
+               "lock_dir": str(tmp_path / "locks")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # data_dir and lock_dir mean nothing to memory and cookie
+        config = SessionMiddleware(session_app, {f"session.{key}": value for key, value in options.items()},
+                                   registry=Registry(load_entrypoints=False)).session_config
+    assert (config.type, config.key, config.timeout, config.secure) == (session_type, "sid", 600, True)
+    assert config.webtest_varname == "session"
+
+
+def test_pyramid_beaker_keys_are_kept_and_never_reach_the_backend():
+    config = build(type="memory", cookie_on_exception="false", constant_csrf_token="true")
+    assert config.cookie_on_exception is False and config.constant_csrf_token == "true"
+    defaults = build(type="memory")
+    assert defaults.cookie_on_exception is True and defaults.constant_csrf_token is False
+    # the memory backend takes only max_entries: had they been handed over, it would have refused them
+    assert build(type="cookie", secret=SECRET, cookie_on_exception=True, constant_csrf_token="a-token").cipher
+
+
+def test_cookie_sessions_ignore_data_dir_and_lock_dir_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match=r"session.data_dir and session.lock_dir are ignored: cookie sessions"):
+        config = build(type="cookie", secret=SECRET, data_dir=str(tmp_path / "d"), lock_dir=str(tmp_path / "l"))
+    assert config.is_cookie and not (tmp_path / "d").exists() and not (tmp_path / "l").exists()
+    with pytest.warns(UserWarning, match=r"session.data_dir is ignored: cookie sessions"):
+        build(type="cookie", secret=SECRET, data_dir=str(tmp_path))
+
+
+def test_memory_sessions_ignore_a_data_dir_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match=r"session.data_dir is ignored: the memory backend keeps sessions"):
+        build(type="memory", data_dir=str(tmp_path / "d"))
+    assert not (tmp_path / "d").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # a lock_dir the file lock uses is not ignored
+        config = build(type="memory", lock_dir=str(tmp_path / "locks"), lock_type="file")
+    assert config.lock_options == {"lock_dir": str(tmp_path / "locks")}
+
+
 def _cookie(app, path="/incr"):
     _, headers, _ = WSGIClient(app).request(path)
     return set_cookies(headers)[0]
@@ -197,7 +252,7 @@ def test_cookie_expires_values(value, expected):
     if expected is None:
         assert "Max-Age" not in cookie and "Expires" not in cookie
     else:
-        assert f"Max-Age={expected};" in cookie and "Expires=" in cookie
+        assert f"Max-Age={expected};" in cookie and "expires=" in cookie
 
 
 def test_cookie_expires_datetime_naive_is_utc():

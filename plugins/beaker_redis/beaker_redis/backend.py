@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 from beaker_core.backends import Backend, check_delta, check_ttl
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
 
-from .cluster import connect_cluster, is_cluster_url, parse_cluster_url
+from .cluster import connect_cluster, is_cluster_url, join_urls, parse_cluster_url
 from .connection import (Target, client_options, describe_client, direct_commands, freeze, parse_single_url, scrub,
                          shared_clients, use_kernel_timeouts)
 
@@ -74,6 +74,8 @@ class RedisBackend(Backend):
         ``unix://[[user]:password@]/path/to/socket?db=N``, as redis-py reads it; query-string options
         (``?socket_timeout=3``) are honoured. A cluster URL (``redis+cluster://host:port,host:port``) gives a
         cluster backend. For Beaker compatibility ``url`` may also be a redis-py client instance.
+    :param urls: Beaker's ``ext:rediscluster`` option, instead of ``url``: the cluster's node URLs as a list or as
+        one comma-separated string.
     :param client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` instance to use instead of a URL (it stays
         the caller's: :meth:`close` leaves it open).
     :param prefix: prepended to every key (default: none), e.g. ``myapp:``; keys are enumerated under it with
@@ -104,12 +106,17 @@ class RedisBackend(Backend):
     #: only a Redis Cluster is accepted (the ``rediscluster`` name)
     cluster_only = False
 
-    def __init__(self, url: Any = None, *, client: Any = None, prefix: Any = "", socket_timeout: Any = None,
-                 socket_connect_timeout: Any = None, max_connections: Any = None, health_check_interval: Any = None,
-                 retry_on_timeout: Any = None, username: Any = None, password: Any = None, db: Any = None,
-                 ssl_ca_certs: Any = None, ssl_cert_reqs: Any = None, connection_options: Any = None):
+    def __init__(self, url: Any = None, *, urls: Any = None, client: Any = None, prefix: Any = "",
+                 socket_timeout: Any = None, socket_connect_timeout: Any = None, max_connections: Any = None,
+                 health_check_interval: Any = None, retry_on_timeout: Any = None, username: Any = None,
+                 password: Any = None, db: Any = None, ssl_ca_certs: Any = None, ssl_cert_reqs: Any = None,
+                 connection_options: Any = None):
         owner = f"the {self.name} backend"
         self._shared_key: Any = None
+        if urls is not None:
+            if url is not None:
+                raise ConfigurationError(f"{owner}: pass either url or urls, not both")
+            url = join_urls(urls, owner)
         if url is not None and not isinstance(url, str):
             if client is not None:
                 raise ConfigurationError(f"{owner}: pass either url or client, not both")
@@ -423,6 +430,7 @@ class RedisClusterBackend(RedisBackend):
     :param url: the cluster's startup nodes: ``redis+cluster://[user:password@]host:port,host:port``
         (``rediss+cluster://`` for TLS), Beaker's ``redis://host:port,redis://host:port``, or
         ``host:port,host:port``; one reachable node is enough, the others are discovered.
+    :param urls: Beaker's name for the nodes: a list of node URLs, or the same comma-separated string.
 
     The other options are those of :class:`RedisBackend`. ``get_many`` groups keys by hash slot and sends one
     ``MGET`` per slot in a single pipeline; it is not atomic across slots.

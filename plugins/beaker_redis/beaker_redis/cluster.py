@@ -7,6 +7,9 @@ Accepted forms:
 * ``redis://host:port,redis://host:port``, as Beaker's ``ext:rediscluster`` takes it;
 * ``host:port,host:port``.
 
+Beaker's ``ext:rediscluster`` also takes the nodes as ``urls``, a list of URLs or one comma-separated string;
+:func:`join_urls` turns that into the comma-separated form above.
+
 A cluster has only database 0, so a URL naming another database is an error.
 """
 from __future__ import annotations
@@ -27,6 +30,21 @@ def is_cluster_url(url: Any) -> bool:
         return True
     # Beaker's ext:rediscluster form: several node URLs separated by commas
     return "," in stripped
+
+
+def join_urls(urls: Any, owner: str) -> str:
+    """Beaker's ``urls`` option (a list or tuple of node URLs, or a comma-separated string) as one url string."""
+    if isinstance(urls, str):
+        parts = [urls]
+    elif isinstance(urls, (list, tuple)) and all(isinstance(part, str) for part in urls):
+        parts = list(urls)
+    else:
+        raise ConfigurationError(f"{owner} option urls must be a list of urls or a comma-separated string, "
+                                 f"not {urls!r}")
+    joined = ",".join(part.strip() for part in parts if part.strip())
+    if not joined:
+        raise ConfigurationError(f"{owner} option urls names no node")
+    return joined
 
 
 def _split_host_port(text: str, owner: str) -> tuple[str, int]:

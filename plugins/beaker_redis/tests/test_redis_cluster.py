@@ -4,7 +4,7 @@ import uuid
 import pytest
 from redis.cluster import RedisCluster
 
-from beaker_core.exceptions import BackendError
+from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.registry import Registry
 from beaker_redis.backend import RedisClusterBackend
 from beaker_redis.lock import RedisLock
@@ -92,3 +92,46 @@ def test_unreachable_cluster_names_the_nodes_without_the_password():
     message = str(raised.value)
     assert "rediscluster backend at redis+cluster://admin@127.0.0.1:1,127.0.0.1:2" in message
     assert "cl-secret" not in message
+
+
+# -- Beaker's urls option ------------------------------------------------------------------------------------------
+
+def test_urls_as_a_list_or_a_comma_separated_string(cluster, prefix):
+    node_urls = [f"redis://{node.address}" for node in cluster.nodes]
+    writer = RedisClusterBackend(url=cluster.url, prefix=prefix)
+    writer.set("k", b"v")
+    for urls in (node_urls, tuple(node_urls), ", ".join(node_urls), node_urls[1:2]):
+        backend = Registry().open_backend("ext:rediscluster", urls=urls, prefix=prefix)
+        assert backend.cluster and isinstance(backend.client, RedisCluster)
+        assert backend.get("k") == b"v", urls
+        backend.close()
+    writer.close()
+
+
+def test_session_and_cache_urls_reach_the_cluster(cluster, prefix):
+    from beaker_core.cache import Cache
+    from beaker_core.middleware import SessionMiddleware
+    from beaker_core.testing.sessions import WSGIClient, session_app
+
+    urls = ",".join(f"redis://{node.address}" for node in cluster.nodes)
+    registry = Registry()
+    app = SessionMiddleware(session_app, {"session.type": "ext:rediscluster", "session.urls": urls,
+                                          "session.prefix": prefix}, registry=registry)
+    client = WSGIClient(app)
+    assert [client.json("/incr") for _ in range(2)] == [1, 2]
+    cache = Cache("cluster-urls", type="ext:rediscluster", urls=urls.split(","), prefix=prefix, registry=registry)
+    assert cache.get("answer", createfunc=lambda: 42) == 42
+    assert cache.get("answer", createfunc=lambda: 0) == 42
+    registry.close()
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"url": "redis://127.0.0.1:1", "urls": "redis://127.0.0.1:2"}, "either url or urls"),
+    ({"urls": " , "}, "names no node"),
+    ({"urls": []}, "urls names no node"),
+    ({"urls": 7000}, "urls must be a list of urls or a comma-separated string"),
+    ({"urls": ["redis://127.0.0.1:1", 2]}, "urls must be a list"),
+])
+def test_urls_mistakes_are_configuration_errors(options, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        RedisClusterBackend(**options)
