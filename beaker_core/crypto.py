@@ -194,11 +194,17 @@ class Signer:
     def unsign(self, signed: str) -> str | None:
         """The value of a ``value.signature`` string signed by any of the keys, or None."""
         value, dot, signature = signed.rpartition(".")
-        if not dot or len(signature) != 43:
+        # a signature this signer wrote is 43 ASCII characters; anything else (a byte 0x80-0xFF a client sent, a
+        # surrogate) is not one, and compare_digest would refuse to compare it
+        if not dot or len(signature) != 43 or not signature.isascii():
             return None
-        for key in self._keys:
-            if hmac.compare_digest(self.signature(value, key), signature):
-                return value
+        try:
+            expected = signature.encode("ascii")
+            for key in self._keys:
+                if hmac.compare_digest(self.signature(value, key).encode("ascii"), expected):
+                    return value
+        except UnicodeEncodeError:  # a lone surrogate in the value: no signature of ours covers it
+            return None
         return None
 
 

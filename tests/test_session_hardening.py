@@ -129,3 +129,61 @@ def test_no_warning_for_one_process_or_a_shared_store(options, tmp_path):
              path="/write", **{"wsgi.multiprocess": True})
         call(SessionMiddleware(counter_app, {"session.type": "cookie", "session.secret": SECRET}),
              path="/write", **{"wsgi.multiprocess": True})
+
+
+@pytest.mark.parametrize("byte", [0x80, 0xC3, 0xFF])
+def test_a_non_ascii_byte_in_a_signature_gives_a_fresh_session(tmp_path, byte):
+    app = SessionMiddleware(counter_app, {"session.type": "file", "session.data_dir": str(tmp_path),
+                                          "session.secret": SECRET})
+    _, set_cookies = call(app, path="/write")
+    real = first_cookie(set_cookies)
+    tampered = real[:-5] + chr(byte) + real[-4:]   # WSGI hands header bytes over as latin-1 characters
+    body, set_cookies = call(app, tampered)
+    assert body == "None" and set_cookies == []
+    body, _ = call(app, f"{tampered}; {real}")
+    assert body == "1"
+
+
+def test_surrogates_in_a_cookie_given_to_a_session_directly(tmp_path):
+    signer_options = {"type": "memory", "secret": SECRET}
+    for header in ("beaker.session.id=\udc80" + "A" * 31 + "." + "B" * 43,
+                   "beaker.session.id=" + "A" * 32 + "." + "\udc80" * 43):
+        session = Session({"cookie": header}, **signer_options)
+        assert session.is_new
+
+
+def test_a_non_ascii_byte_in_a_signature_over_asgi(tmp_path):
+    import asyncio
+
+    from beaker_core.asgi import SessionMiddleware as AsgiSessionMiddleware
+
+    async def asgi_counter(scope, receive, send):
+        session = scope["session"]
+        if scope["path"] == "/write":
+            session["n"] = session.get("n", 0) + 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(session.get("n")).encode()})
+
+    app = AsgiSessionMiddleware(asgi_counter, {"session.type": "file", "session.data_dir": str(tmp_path),
+                                               "session.secret": SECRET})
+
+    def request(path, cookie=None):
+        messages: list = []
+        headers = [(b"cookie", cookie)] if cookie is not None else []
+        scope = {"type": "http", "path": path, "method": "GET", "headers": headers}
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            messages.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        set_cookies = [value for name, value in messages[0]["headers"] if name == b"set-cookie"]
+        return messages[1]["body"], set_cookies
+
+    _, set_cookies = request("/write")
+    real = set_cookies[0].split(b";")[0]
+    tampered = real[:-5] + b"\xff" + real[-4:]
+    assert request("/", tampered) == (b"None", [])
+    assert request("/", tampered + b"; " + real)[0] == b"1"
