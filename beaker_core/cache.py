@@ -202,10 +202,10 @@ class Cache:
                 return _MISS
             return value
 
-        if type(backend) is MemoryBackend and not backend.max_entries:
-            # The core's own memory backend, unbounded: read its dict directly. Its deadline (expire plus the
-            # stale period) is never earlier than the expiry checked here, so skipping that check changes nothing.
-            data_get = backend._data.get
+        if type(backend) is MemoryBackend:
+            # The core's own memory backend: read its entries without its deadline check. That deadline (expire
+            # plus the stale period) is never earlier than the expiry checked here, so skipping it changes nothing.
+            data_get = backend.reader()
 
             def lookup(key: Any) -> Any:
                 if type(key) is not str:

@@ -29,7 +29,7 @@ class CookieSession(_BaseSession):
             raise ConfigurationError(f"CookieSession needs session.type = cookie, not {config.type!r}")
         self._start(request, config, use_cookies)
         if not (use_cookies and self._load(request.get("cookie"))):
-            self.id = id if valid_session_id(id) else new_session_id()
+            self.id = new_session_id()  # as in Beaker, id= does not name a cookie session: its cookie does
             self._new_id = True
             self.is_new = True
             self.created = _time()

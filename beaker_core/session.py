@@ -67,9 +67,9 @@ class Session(_BaseSession):
                 return
         elif use_cookies and self._load_from_cookie(request.get("cookie")):
             return
-        # an id the application chose (get_by_id, Beaker's id=) is kept; an id the store does not know is never
-        # adopted from a cookie
-        self.id = id if id is not None else new_session_id()
+        # an id the store does not know is never adopted, whether a cookie or the application (id=) named it: the
+        # session it named ended (expired, deleted) or never existed, and the new one gets a new id
+        self.id = new_session_id()
         self._new_id = True
         self.is_new = True
         self.created = _time()

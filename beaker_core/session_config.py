@@ -14,7 +14,9 @@ Options (after the ``session.`` / ``beaker.session.`` prefix is removed; see doc
     sessions: encrypt the stored record with it. A list rotates.
 :param validate_key: Beaker's HMAC key of cookie sessions; used as the key material of ``cookie`` sessions when
     neither ``encrypt_key`` nor ``secret`` is set, and otherwise not needed (AES-GCM authenticates by itself).
-:param timeout: idle timeout in seconds (None: none). Enforced by the server and by the backend's TTL.
+:param timeout: idle timeout in seconds, enforced by the server and by the backend's TTL. Server-side sessions
+    default to 31 days (``DEFAULT_TIMEOUT``), so that the store does not grow without bound; ``none`` keeps them
+    until they are deleted. Cookie sessions default to none (the browser holds them).
 :param absolute_timeout: lifetime in seconds from the session's creation that no activity extends (None: none).
 :param save_accessed_time: refresh the idle timeout on requests that only read the session (default true).
 :param auto: save every key of a session each time a request used it, which catches changes made inside nested
@@ -60,6 +62,9 @@ from .registry import Registry, default_registry
 from .util import coerce_bool, coerce_expire, coerce_float, coerce_int, coerce_str, fit_options
 
 DEFAULT_KEY = "beaker.session.id"
+#: the idle timeout of a server-side session whose configuration names none: 31 days
+DEFAULT_TIMEOUT = 31 * 24 * 3600
+_UNSET = object()
 _STRIPES = 64
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _CRYPTO_TYPES = ("default", "cryptography", "pycrypto", "nss")
@@ -126,7 +131,11 @@ class SessionConfig:
             self.type = "file" if options.get("data_dir") else "memory"
         self.is_cookie = self.type == "cookie"
         self.key = cookies.check_cookie_name("session.key", take("key", DEFAULT_KEY))
-        self.timeout = coerce_expire("session.timeout", take("timeout", None))
+        timeout = take("timeout", _UNSET)
+        if timeout is _UNSET:
+            # a server-side record needs a lifetime, or the store grows with every visitor it ever had
+            timeout = None if self.is_cookie else DEFAULT_TIMEOUT
+        self.timeout = coerce_expire("session.timeout", timeout)
         self.absolute_timeout = coerce_expire("session.absolute_timeout", take("absolute_timeout", None))
         self.save_accessed_time = coerce_bool("session.save_accessed_time", take("save_accessed_time", True))
         self.auto = coerce_bool("session.auto", take("auto", False))
@@ -202,7 +211,8 @@ class SessionConfig:
             backend_options = fit_options(factory, f"the {self.type} backend", options,
                                           optional=("data_dir", "lock_dir"))
             self.backend = self.registry.open_backend(self.type, **backend_options)
-            self.stores_objects = bool(getattr(self.backend, "stores_objects", False))
+            # with encrypt_key, records are serialized and encrypted even where the backend could keep objects
+            self.stores_objects = bool(getattr(self.backend, "stores_objects", False)) and not encrypt_key
             self.atomic_records = bool(getattr(self.backend, "atomic_records", False))
             self.atomic_update = bool(getattr(self.backend, "atomic_update", False))
             self.serializer = self._serializer(serializer)

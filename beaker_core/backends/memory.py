@@ -10,11 +10,15 @@ from typing import Any, Iterable, Iterator
 from ..util import coerce_int
 from . import Backend, check_delta, deadline
 
+#: entries a memory backend keeps when its configuration names no ``max_entries``
+DEFAULT_MAX_ENTRIES = 10_000
+
 
 class MemoryBackend(Backend):
     """Values kept in a dict of this process, as Python objects (no serialization on a hit).
 
-    :param max_entries: keep at most this many entries, evicting the least recently used; unbounded if unset.
+    :param max_entries: keep at most this many entries, evicting the least recently used (default
+        ``DEFAULT_MAX_ENTRIES``, 10,000); ``none`` for no bound.
 
     Reads take no lock (a dict lookup is atomic under the GIL); writes and evictions do. A value read back is the
     object that was stored, as with Beaker's and dogpile's memory backends: mutating it mutates the cached value.
@@ -25,7 +29,12 @@ class MemoryBackend(Backend):
     shared = False
 
     def __init__(self, max_entries: Any = None):
-        self.max_entries = coerce_int("max_entries", max_entries, minimum=1) if max_entries is not None else None
+        if max_entries is None:
+            max_entries = DEFAULT_MAX_ENTRIES
+        if isinstance(max_entries, str) and max_entries.strip().lower() in ("none", "unbounded"):
+            self.max_entries = None
+        else:
+            self.max_entries = coerce_int("max_entries", max_entries, minimum=1)
         self._data: dict[str, tuple[Any, float | None]] = OrderedDict() if self.max_entries else {}
         self._lock = threading.Lock()
         _instances.add(self)
@@ -46,6 +55,27 @@ class MemoryBackend(Backend):
             except KeyError:
                 pass
         return item[0]
+
+    def reader(self) -> Any:
+        """A function ``key -> (value, deadline)`` or None, for a caller that checks freshness itself with an
+        expiry never later than the deadline (the cache's hit path): no deadline check, no lock; a bounded backend
+        still marks the entry as recently used."""
+        data = self._data
+        if not self.max_entries:
+            return data.get
+        data_get = data.get
+        move_to_end = data.move_to_end
+
+        def read(key: str) -> Any:
+            item = data_get(key)
+            if item is not None:
+                try:
+                    move_to_end(key)
+                except KeyError:  # evicted or deleted by another thread since the read
+                    pass
+            return item
+
+        return read
 
     def get_many(self, keys: Iterable[str]) -> list[Any]:
         get = self.get
