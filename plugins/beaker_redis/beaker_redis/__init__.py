@@ -1,4 +1,5 @@
-"""beaker-redis: the ``redis`` and ``rediscluster`` backends and the ``redis`` lock for beaker-core.
+"""beaker-redis: the ``redis`` backend (a single server or a Sentinel service), the ``rediscluster`` backend and the
+``redis`` lock for beaker-core.
 
 Importing this module is cheap: redis-py is imported only when a backend or lock is created.
 """

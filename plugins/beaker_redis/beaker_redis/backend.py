@@ -18,6 +18,8 @@ from beaker_core.exceptions import BackendError, ConfigurationError, Serializati
 from .cluster import connect_cluster, is_cluster_url, join_urls, parse_cluster_url
 from .connection import (Target, client_options, describe_client, direct_commands, freeze, parse_single_url, scrub,
                          shared_clients, use_kernel_timeouts)
+from .sentinel import (SentinelTarget, connect_sentinel, describe_sentinel_client, is_sentinel_url,
+                       parse_sentinel_url, sentinel_url)
 
 _BATCH = 500  # keys per DEL / SCAN COUNT when enumerating
 # ARGV: create ("1"/"0"), ttl in ms ("0": none), number of fields to set, then name/value pairs, then names to delete.
@@ -73,7 +75,12 @@ class RedisBackend(Backend):
     :param url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
         ``unix://[[user]:password@]/path/to/socket?db=N``, as redis-py reads it; query-string options
         (``?socket_timeout=3``) are honoured. A cluster URL (``redis+cluster://host:port,host:port``) gives a
-        cluster backend. For Beaker compatibility ``url`` may also be a redis-py client instance.
+        cluster backend, a sentinel URL (``redis+sentinel://host:26379,host:26379/mymaster/0``) a client of the
+        primary that the sentinels name. For Beaker compatibility ``url`` may also be a redis-py client instance.
+    :param sentinels: instead of ``url``: the sentinels, ``host:port, host:port`` (see :mod:`beaker_redis.sentinel`).
+    :param service_name: the name of the primary the sentinels monitor (overrides a sentinel URL's).
+    :param sentinel_username: ACL user name on the sentinels (``username`` is the data servers').
+    :param sentinel_password: password of the sentinels (``password`` is the data servers'); never shown.
     :param urls: Beaker's ``ext:rediscluster`` option, instead of ``url``: the cluster's node URLs as a list or as
         one comma-separated string.
     :param client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` instance to use instead of a URL (it stays
@@ -110,9 +117,16 @@ class RedisBackend(Backend):
                  socket_timeout: Any = None, socket_connect_timeout: Any = None, max_connections: Any = None,
                  health_check_interval: Any = None, retry_on_timeout: Any = None, username: Any = None,
                  password: Any = None, db: Any = None, ssl_ca_certs: Any = None, ssl_cert_reqs: Any = None,
-                 connection_options: Any = None):
+                 connection_options: Any = None, sentinels: Any = None, service_name: Any = None,
+                 sentinel_username: Any = None, sentinel_password: Any = None):
         owner = f"the {self.name} backend"
         self._shared_key: Any = None
+        sentinel_options = {name: value for name, value in (("service_name", service_name), ("sentinel_username",
+                            sentinel_username), ("sentinel_password", sentinel_password)) if value is not None}
+        if sentinels is not None:
+            if url is not None or urls is not None or client is not None:
+                raise ConfigurationError(f"{owner}: pass either sentinels or a url, urls or client, not both")
+            url = sentinel_url(sentinels, owner)
         if urls is not None:
             if url is not None:
                 raise ConfigurationError(f"{owner}: pass either url or urls, not both")
@@ -136,22 +150,33 @@ class RedisBackend(Backend):
             ssl_ca_certs=ssl_ca_certs, ssl_cert_reqs=ssl_cert_reqs, connection_options=connection_options)
         self._password = options.get("password")
         if client is not None:
-            if options:
-                raise ConfigurationError(f"{owner}: connection options ({', '.join(sorted(options))}) apply to a "
+            if options or sentinel_options:
+                raise ConfigurationError(f"{owner}: connection options "
+                                         f"({', '.join(sorted({**options, **sentinel_options}))}) apply to a "
                                          f"url; configure the client you pass instead")
             self.target = self._check_client(client, owner)
             self._password = self.target.password
             self._client = client
         else:
             url = url.strip()
-            if self.cluster_only or is_cluster_url(url):
+            if is_sentinel_url(url):
+                if self.cluster_only:
+                    raise ConfigurationError(f"{owner} takes a cluster url; a sentinel url goes with type redis")
+                self.target = parse_sentinel_url(url, owner, service_name)
+                options.update(sentinel_options)  # read by connect_sentinel, and part of the shared client's key
+            elif sentinel_options:
+                raise ConfigurationError(f"{owner}: {', '.join(sorted(sentinel_options))} apply to a sentinel url "
+                                         f"or to the sentinels option")
+            elif self.cluster_only or is_cluster_url(url):
                 self.target = parse_cluster_url(url, owner)
                 if options.pop("db", 0) != 0:
                     raise ConfigurationError(f"{owner}: a redis cluster has only database 0")
             else:
                 self.target = parse_single_url(url, owner)
             self._password = self._password or self.target.password
-            key = ("cluster" if self.target.cluster else "single", url, freeze(options))
+            kind = "cluster" if self.target.cluster else "sentinel" if isinstance(self.target, SentinelTarget) \
+                else "single"
+            key = (kind, url, freeze(options))
             self._client = shared_clients.checkout(key, lambda: self._connect(self.target, options))
             self._shared_key = key
         self.cluster = self.target.cluster
@@ -162,8 +187,10 @@ class RedisBackend(Backend):
             self._mget = self._client.mget_nonatomic
         else:
             # the commands of a cache hit and of a session load and save skip redis-py's per-command overhead
-            # (see DirectCommands); a client passed in keeps its own execute_command (it may hold one connection)
-            self._command = self._client.execute_command if client is not None else direct_commands(self._client)
+            # (see DirectCommands); a client passed in keeps its own execute_command (it may hold one connection),
+            # and so does a sentinel client, whose connections must follow the primary through a failover
+            own_path = client is not None or isinstance(self.target, SentinelTarget)
+            self._command = self._client.execute_command if own_path else direct_commands(self._client)
             self._mget = functools.partial(self._command, "MGET")
         self._scripts: dict[str, str] = {}
         from redis.exceptions import NoScriptError
@@ -182,12 +209,18 @@ class RedisBackend(Backend):
             raise ConfigurationError(f"{owner}: client must be a redis.cluster.RedisCluster instance")
         if client.get_encoder().decode_responses:
             raise ConfigurationError(f"{owner}: the client must return bytes (decode_responses=False)")
-        return describe_client(client)
+        return describe_sentinel_client(client) or describe_client(client)
 
     def _connect(self, target: Target, options: dict[str, Any]) -> Any:
         import redis
         from redis.connection import parse_url
 
+        if isinstance(target, SentinelTarget):
+            try:
+                return connect_sentinel(target, options, DEFAULT_TIMEOUTS)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"the {self.name} backend at {target.display}: "
+                                         f"{scrub(str(exc), target.password)}") from None
         if not target.cluster:
             # explicit options override the URL, which overrides the default timeouts
             merged = {**DEFAULT_TIMEOUTS, **parse_url(target.url), **options}

@@ -1,9 +1,10 @@
 """The ```ini configurations of this plugin's README, taken from README.md and run as written against real servers.
 
 Only the server address changes: in each ``*.url`` value, the host and port of the README's URL become those of a
-server the fixtures started (a cluster URL's whole list of nodes becomes the test cluster's). The user, password and
-database stay as written; a URL with a password gets a private server that requires that password. Every other key
-is used exactly as the README writes it. A ``cache.*`` block must cache (once per region, and for a second
+server the fixtures started (a cluster URL's whole list of nodes becomes the test cluster's, a sentinel URL's list of
+sentinels, and a ``*.sentinels`` value, the test sentinels'). The user, password, service name and database stay as
+written; a URL with a password gets a private server that requires that password. Every other key is used exactly as
+the README writes it. A ``cache.*`` block must cache (once per region, and for a second
 ``CacheManager``) and leave its values in the server under its ``prefix``; a ``session.*`` block must keep a counter
 across requests through ``SessionMiddleware`` and leave the session in the server.
 """
@@ -14,9 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.testing.docs import check_cache_config, check_session_counts, fenced_blocks, read_ini
+from beaker_redis.sentinel import parse_sentinel_url
+from beaker_redis.testing import redis_sentinel  # noqa: F401  (fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = fenced_blocks(README, "ini")
@@ -44,7 +48,9 @@ def with_test_server(url: str, request) -> str:
     """``url`` with the host and port of a test server in place of the README's."""
     parts = urlsplit(url)
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    if "cluster" in parts.scheme or "," in hostport:
+    if "sentinel" in parts.scheme:
+        address = ",".join(sentinel.address for sentinel in request.getfixturevalue("redis_sentinel").sentinels)
+    elif "cluster" in parts.scheme or "," in hostport:
         address = urlsplit(request.getfixturevalue("redis_cluster").url).netloc
     elif parts.password is not None:
         address = request.getfixturevalue("server_factory").redis(password=parts.password).address
@@ -54,10 +60,27 @@ def with_test_server(url: str, request) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{address}"))
 
 
+def server_url(config: dict, scope: str) -> str:
+    """The server of ``scope`` (``cache.short_term.``, ``cache.`` or ``session.``) as a URL: its ``url``, or its
+    ``sentinels`` and ``service_name`` as a sentinel URL; a region without its own takes the ``cache.`` one."""
+    top = scope.split(".")[0] + "."
+    for prefix in (scope, top):
+        if f"{prefix}url" in config:
+            return config[f"{prefix}url"]
+        if f"{prefix}sentinels" in config:
+            sentinels = ",".join(address.strip() for address in config[f"{prefix}sentinels"].split(","))
+            return f"redis+sentinel://{sentinels}/{config[f'{prefix}service_name']}/{config.get(f'{prefix}db', 0)}"
+    raise KeyError(f"no url nor sentinels for {scope}*")
+
+
 def stored_keys(url: str, pattern: str) -> list[str]:
     """The keys of the server (or cluster) at ``url`` that match the glob ``pattern``, read with redis-py itself."""
     parts = urlsplit(url)
-    if "cluster" in parts.scheme:
+    if "sentinel" in parts.scheme:
+        target = parse_sentinel_url(url, "test")
+        client = Sentinel(target.nodes).master_for(target.service_name, db=target.node_options.get("db", 0),
+                                                   password=parts.password)
+    elif "cluster" in parts.scheme:
         host, _, port = parts.netloc.rpartition("@")[2].split(",")[0].rpartition(":")
         client = RedisCluster(host=host, port=int(port), password=parts.password)
     else:
@@ -80,12 +103,15 @@ def test_readme_block_runs_as_written(block, request):
     (as_written,) = read_ini(block.text).values()
     config = {key: with_test_server(value, request) if key.endswith(".url") else value
               for key, value in as_written.items()}
+    for key in config:
+        if key.endswith(".sentinels"):
+            config[key] = request.getfixturevalue("redis_sentinel").sentinel_addresses
     if any(key.startswith("cache.") for key in config):
         regions = [name.strip() for name in config.get("cache.regions", "").split(",") if name.strip()]
         caches = check_cache_config(config)
         for region, cache in zip(regions or [None], caches):
             scope = f"cache.{region}." if region else "cache."
-            url = config.get(f"{scope}url", config["cache.url"])
+            url = server_url(config, scope)
             prefix = config.get(f"{scope}prefix", config.get("cache.prefix", ""))
             assert type(cache.backend).__module__.startswith("beaker_redis.")
             assert cache.backend.prefix == prefix
@@ -95,5 +121,6 @@ def test_readme_block_runs_as_written(block, request):
         client = check_session_counts(lambda app: SessionMiddleware(app, config))
         session_id = client.cookies["beaker.session.id"].strip('"').split(".")[0]
         prefix = config.get("session.prefix", "")
-        assert stored_keys(config["session.url"], f"{glob_escaped(prefix)}*{session_id}*"), (
-            f"{block.name}: session {session_id} is not in the server at {config['session.url']}")
+        url = server_url(config, "session.")
+        assert stored_keys(url, f"{glob_escaped(prefix)}*{session_id}*"), (
+            f"{block.name}: session {session_id} is not in the server at {url}")
