@@ -8,6 +8,7 @@ import time
 from typing import Any, Iterable, Iterator
 
 from beaker_core.backends import Backend, check_delta, check_ttl
+from beaker_core.backends.health import DEFAULT_DEAD_RETRY, waited
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError, ValueTooLarge
 from beaker_core.util import coerce_bool, coerce_float
 
@@ -63,7 +64,10 @@ class MemcachedBackend(Backend):
         session records) always raises, naming the server.
     :param connect_timeout: seconds to wait for a connection (default 2).
     :param timeout: seconds to wait for a reply (default 2).
-    :param dead_retry: seconds a failed server is skipped by degrading calls before it is tried again (default 1).
+    :param dead_retry: seconds a server that did not answer in time is marked down (default 2). While it is, every
+        call for its share fails at once, as above, without being sent; then one caller probes it (``version``
+        with a short timeout) and the calls go to it again once it answers. A refused connection costs nothing to
+        repeat: the next call probes at once (see :mod:`beaker_core.backends.health`).
     :param memcache_module: Beaker's choice of client library; accepted and ignored (pymemcache is used).
 
     Keys that memcached cannot take as they are (spaces, control characters, non-ASCII, longer than 250 bytes
@@ -79,8 +83,8 @@ class MemcachedBackend(Backend):
     atomic_update = True
 
     def __init__(self, url: Any = None, *, prefix: Any = "", max_item_size: Any = DEFAULT_MAX_ITEM_SIZE,
-                 strict: Any = False, connect_timeout: Any = 2.0, timeout: Any = 2.0, dead_retry: Any = 1.0,
-                 memcache_module: Any = None):
+                 strict: Any = False, connect_timeout: Any = 2.0, timeout: Any = 2.0,
+                 dead_retry: Any = DEFAULT_DEAD_RETRY, memcache_module: Any = None):
         owner = f"the {self.name} backend"
         self.servers = parse_servers(url, owner)
         self.prefix = check_prefix(prefix, owner)
@@ -93,7 +97,8 @@ class MemcachedBackend(Backend):
             "connect_timeout": _seconds(owner, "connect_timeout", connect_timeout, positive=True),
             "no_delay": True, "default_noreply": False, "allow_unicode_keys": False,
         }
-        self._ring = Ring([Node(address, client_options, self.timeout) for address in self.servers])
+        self._ring = Ring([Node(address, client_options, self.timeout, self.dead_retry)
+                           for address in self.servers])
         self._errors = _memcache_errors()  # evaluated only when an exception is raised: free on success
         self._mapped_keys: dict[str, bytes] = {}
 
@@ -142,17 +147,19 @@ class MemcachedBackend(Backend):
             raise ValueTooLarge(f"memcached server {node.address} refused the value as too large for its item "
                                 f"size limit while {operation} ({self.describe()}); set max_item_size to the "
                                 f"servers' -I") from exc
-        if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)):
-            was_up = node.down_until == 0.0
-            node.mark_down(exc, self.dead_retry)
-            if was_up:
-                log.warning("memcached server %s is down (%s)", node.address, node.last_error)
         if isinstance(exc, (BlockingIOError, TimeoutError)):
             detail = f"no reply within {self.timeout} seconds"
         else:
             detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)) and node.mark_down(detail, waited(exc)):
+            log.warning("memcached server %s is down (%s)", node.address, detail)
         raise BackendError(f"memcached server {node.address} failed while {operation} ({self.describe()}): "
                            f"{detail}") from exc
+
+    def _raise_down(self, node: Node, operation: str) -> None:
+        """A call for the share of a server marked down: an error naming it, raised without trying it."""
+        raise BackendError(f"memcached server {node.address} is down ({self.describe()}): {operation} not tried; "
+                           f"it last failed with {node.last_error}")
 
     def _degrade(self, node: Node, operation: str, exc: BaseException | None, default: Any) -> Any:
         """A cache read or write to a failing server: a miss or a dropped write, unless ``strict``. Errors that
@@ -165,7 +172,7 @@ class MemcachedBackend(Backend):
                     raise
                 return default
         if self.strict:
-            raise BackendError(f"memcached server {node.address} is down ({self.describe()}): {node.last_error}")
+            self._raise_down(node, operation)
         return default
 
     # -- cache reads and writes: degrade when a server is down -----------------------------------------------------
@@ -245,6 +252,8 @@ class MemcachedBackend(Backend):
 
     def _call(self, key: str, operation: str, method: str, *args: Any) -> Any:
         mapped, node = self._locate(key)
+        if node.down_until and node.skipped():
+            self._raise_down(node, operation)
         try:
             result = getattr(node.client(), method)(mapped, *args)
         except self._errors as exc:
@@ -262,6 +271,8 @@ class MemcachedBackend(Backend):
 
     def delete_many(self, keys: Iterable[str]) -> None:
         for node, group in self._ring.group([map_key(self.prefix, key) for key in keys]).items():
+            if node.down_until and node.skipped():
+                self._raise_down(node, "deleting")
             try:
                 node.client().delete_many(group, noreply=False)
             except self._errors as exc:
@@ -292,6 +303,8 @@ class MemcachedBackend(Backend):
 
     def _incr_by_cas(self, key: str, delta: int) -> int:
         mapped, node = self._locate(key)
+        if node.down_until and node.skipped():
+            self._raise_down(node, "incrementing")
         for _ in range(records.MAX_ATTEMPTS):
             try:
                 client = node.client()
@@ -315,6 +328,8 @@ class MemcachedBackend(Backend):
         client changed it in between; ``change(current)`` returns the new value, or None to leave the key alone.
         A failing server is an error naming it."""
         mapped, node = self._locate(key)
+        if node.down_until and node.skipped():
+            self._raise_down(node, "updating")
         expire = self._expire(ttl)
         for _ in range(records.MAX_ATTEMPTS):
             try:

@@ -4,8 +4,9 @@ Why not pymemcache's ``HashClient``: when a server fails it takes it out of the 
 to the others and move back when it returns, which then serves values that were overwritten or invalidated in the
 meantime; it also hides which server failed. Here every key always maps to the same server (rendezvous hashing over
 the configured list: adding or removing a server moves only that server's share). A server that fails is marked
-down for ``dead_retry`` seconds; what happens to the calls for its share is the backend's decision (a miss for cache
-reads and writes, an error naming the server for everything else).
+down (:class:`~beaker_core.backends.health.DownMark`: for ``dead_retry`` seconds after a timeout, until the next
+call's probe after a refused connection); while it is, no command is sent to it, and what happens to the calls for its
+share is the backend's decision (a miss for cache reads and writes, an error naming the server for everything else).
 
 Each server has one ``pymemcache`` client per thread (a client is a single socket and is not thread safe). A forked
 child drops the clients it inherited, so parent and child never share a socket.
@@ -20,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 import weakref
 from typing import Any
 
+from beaker_core.backends.health import DEFAULT_DEAD_RETRY, PROBE_TIMEOUT, DownMark, describe_error, waited
 from beaker_core.exceptions import ConfigurationError
 from beaker_core.util import set_socket_io_timeout
 
@@ -238,10 +239,12 @@ def _protocol_error(detail: str) -> None:
     raise MemcacheUnknownError(f"memcached reply not understood: {detail}")
 
 
-class Node:
-    """One memcached server: its address, its per-thread clients, and whether it is marked down."""
+class Node(DownMark):
+    """One memcached server: its address, its per-thread clients, and its down mark (``down_until`` is 0.0 while
+    it is up; ``last_error`` says how it last failed)."""
 
-    def __init__(self, address: str, client_options: dict[str, Any], io_timeout: float | None = None):
+    def __init__(self, address: str, client_options: dict[str, Any], io_timeout: float | None = None,
+                 dead_retry: float = DEFAULT_DEAD_RETRY):
         self.address = address
         if address.startswith("unix:"):
             self.server: Any = address[5:]
@@ -251,8 +254,9 @@ class Node:
         self.client_options = {**client_options, "timeout": None}  # replies time out in the kernel instead
         self.io_timeout = io_timeout
         self.local = threading.local()
-        self.down_until = 0.0
-        self.last_error = ""
+        timeouts = [seconds for seconds in (io_timeout, client_options.get("connect_timeout")) if seconds]
+        self.probe_timeout = min([PROBE_TIMEOUT, *timeouts])
+        super().__init__(self._probe, dead_retry, probe_timeout=self.probe_timeout, describe=self._probe_failure)
         _live_nodes.add(self)
 
     def client(self) -> Any:
@@ -263,16 +267,23 @@ class Node:
             self.local.client = client
         return client
 
-    def mark_down(self, error: BaseException, dead_retry: float) -> None:
-        self.down_until = time.monotonic() + dead_retry
-        self.last_error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    def _probe(self) -> None:
+        """``version`` on a connection of its own, with the probe's short timeout (see :class:`DownMark`)."""
+        client = client_class()(self.server, **{**self.client_options, "connect_timeout": self.probe_timeout,
+                                                "timeout": self.probe_timeout})
+        try:
+            client.version()
+        finally:
+            client.close()
 
-    def mark_up(self) -> None:
-        self.down_until = 0.0
+    def _probe_failure(self, error: BaseException) -> str:
+        if waited(error):
+            return f"no answer to a probe within {self.probe_timeout} seconds"
+        return describe_error(error)
 
     def skipped(self) -> bool:
-        """True while the server is marked down (calls that may degrade do not try it)."""
-        return self.down_until != 0.0 and time.monotonic() < self.down_until
+        """True while the server is marked down and a probe did not find it back: calls fail fast."""
+        return not self.admits()
 
     def forget_clients(self) -> None:
         self.local = threading.local()

@@ -56,6 +56,8 @@ def merge(backend: Any, key: str, set_fields: dict[str, bytes], delete_fields: I
           ttl: float | None, create: bool) -> bool:
     """Apply the changes to the record under ``key`` (see :meth:`MemcachedBackend.merge_record`)."""
     mapped, node = backend._locate(key)
+    if node.down_until and node.skipped():
+        backend._raise_down(node, "merging a record")
     expire = backend._expire(ttl)
     deleted = list(delete_fields)
     sleep = 0.001

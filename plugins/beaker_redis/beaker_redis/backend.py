@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 from typing import Any, Iterable, Iterator
 
 from beaker_core.backends import Backend, check_delta, check_ttl
+from beaker_core.backends.health import DEFAULT_DEAD_RETRY, DownMark, waited
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
+from beaker_core.util import coerce_float
 
 from .cluster import connect_cluster, is_cluster_url, join_urls, parse_cluster_url
-from .connection import (Target, client_options, describe_client, direct_commands, freeze, parse_single_url, scrub,
-                         shared_clients, use_kernel_timeouts)
+from .connection import (Target, client_options, describe_client, direct_commands, down_mark, freeze,
+                         is_connection_failure, parse_single_url, redis_timeouts, scrub, shared_clients,
+                         use_kernel_timeouts)
 from .sentinel import (SentinelTarget, connect_sentinel, describe_sentinel_client, is_sentinel_url,
                        parse_sentinel_url, sentinel_url)
 
@@ -51,6 +55,10 @@ end
 return 1
 """
 DEFAULT_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+#: a cluster client follows its nodes' failures itself (it refreshes the slot map and retries): never marked down
+_NEVER_DOWN = DownMark(lambda: None, 0.0)
+
+log = logging.getLogger(__name__)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -92,6 +100,10 @@ class RedisBackend(Backend):
     :param max_connections: connections in the pool at most (default: unbounded).
     :param health_check_interval: seconds after which an idle connection is checked with PING before use.
     :param retry_on_timeout: retry a command once after a timeout.
+    :param dead_retry: seconds a server that did not answer in time is marked down (default 2): every command fails
+        at once, without being sent, then one caller probes the server (``PING`` with a short timeout) and the
+        commands go to it again once it answers. After a refused connection the next command probes at once.
+        One mark per shared client (see :mod:`beaker_core.backends.health`); a cluster is not marked down.
     :param username: ACL user name (overrides the URL's).
     :param password: password (overrides the URL's); never shown in messages.
     :param db: database number (overrides the URL's; a cluster only has 0).
@@ -114,6 +126,7 @@ class RedisBackend(Backend):
     cluster_only = False
 
     def __init__(self, url: Any = None, *, urls: Any = None, client: Any = None, prefix: Any = "",
+                 dead_retry: Any = DEFAULT_DEAD_RETRY,
                  socket_timeout: Any = None, socket_connect_timeout: Any = None, max_connections: Any = None,
                  health_check_interval: Any = None, retry_on_timeout: Any = None, username: Any = None,
                  password: Any = None, db: Any = None, ssl_ca_certs: Any = None, ssl_cert_reqs: Any = None,
@@ -143,6 +156,10 @@ class RedisBackend(Backend):
             raise ConfigurationError(f"{owner} option prefix must be a string, not {prefix!r}")
         self.prefix = prefix
         self._prefix_bytes = prefix.encode("utf-8", "surrogatepass")
+        self.dead_retry = coerce_float(f"{owner} option dead_retry", dead_retry, minimum=0.0)
+        if not math.isfinite(self.dead_retry):
+            raise ConfigurationError(f"{owner} option dead_retry must be a finite number of seconds, not "
+                                     f"{dead_retry!r}")
         options = client_options(
             owner, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
             max_connections=max_connections, health_check_interval=health_check_interval,
@@ -181,6 +198,7 @@ class RedisBackend(Backend):
             self._shared_key = key
         self.cluster = self.target.cluster
         self._errors = _redis_errors()  # evaluated only when an exception is raised: costs nothing on success
+        self._down = _NEVER_DOWN if self.cluster else down_mark(self._client, self.dead_retry, self._password)
         self._get = self._client.get
         if self.cluster:
             self._command = self._client.execute_command
@@ -239,14 +257,30 @@ class RedisBackend(Backend):
             raise ConfigurationError(f"the {self.name} backend at {target.display}: {exc}") from None
 
     def _error_at(self, target: Target, operation: str, exc: BaseException) -> BackendError:
+        return BackendError(f"{self.name} backend at {target.display}: {operation} failed: "
+                            f"{self._detail(target, exc)}")
+
+    def _detail(self, target: Target, exc: BaseException) -> str:
         password = self._password or target.password
         detail = scrub(f"{type(exc).__name__}: {exc}", password)
         if isinstance(exc.__context__, BlockingIOError):  # a kernel reply timeout (see connection.py)
             detail = f"no reply in time ({detail})"
-        return BackendError(f"{self.name} backend at {target.display}: {operation} failed: {detail}")
+        return detail
 
     def _error(self, operation: str, exc: BaseException) -> BackendError:
-        return self._error_at(self.target, operation, exc)
+        """The error of a failed command; a server that could not be reached is marked down."""
+        detail = self._detail(self.target, exc)
+        if self._down is not _NEVER_DOWN and is_connection_failure(exc) \
+                and self._down.mark_down(detail, waited(exc, redis_timeouts())):
+            log.warning("%s is marked down: %s", self.describe(), detail)
+        return BackendError(f"{self.name} backend at {self.target.display}: {operation} failed: {detail}")
+
+    def _refuse_while_down(self, operation: str) -> None:
+        """Called while the server is marked down (each command tests ``self._down.down_until`` inline, which costs
+        nothing while it is up): raise at once, unless this call's probe finds the server back."""
+        if not self._down.admits():
+            raise BackendError(f"{self.name} backend at {self.target.display}: {operation} failed: "
+                               f"{self._down.last_error} (not sent: the server is marked down after that error)")
 
     def _key(self, key: str) -> bytes:
         return self._prefix_bytes + key.encode("utf-8", "surrogatepass")
@@ -273,6 +307,8 @@ class RedisBackend(Backend):
     # -- the contract ----------------------------------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
+        if self._down.down_until:
+            self._refuse_while_down("GET")
         try:
             return self._get(self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
         except self._errors as exc:
@@ -283,12 +319,16 @@ class RedisBackend(Backend):
         encoded = [prefix + key.encode("utf-8", "surrogatepass") for key in keys]
         if not encoded:
             return []
+        if self._down.down_until:
+            self._refuse_while_down("MGET")
         try:
             return self._mget(*encoded)
         except self._errors as exc:
             raise self._error("MGET", exc) from exc
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if self._down.down_until:
+            self._refuse_while_down("SET")
         if type(value) is not bytes:
             value = _as_bytes(value, key)
         px = None if ttl is None else _milliseconds(ttl)
@@ -301,6 +341,8 @@ class RedisBackend(Backend):
         px = None if ttl is None else _milliseconds(ttl)
         if not items:
             return
+        if self._down.down_until:
+            self._refuse_while_down("SET (pipelined)")
         try:
             pipe = self._client.pipeline(transaction=False)
             for key, value in items.items():
@@ -310,6 +352,8 @@ class RedisBackend(Backend):
             raise self._error("SET (pipelined)", exc) from exc
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        if self._down.down_until:
+            self._refuse_while_down("SET NX")
         if type(value) is not bytes:
             value = _as_bytes(value, key)
         px = None if ttl is None else _milliseconds(ttl)
@@ -319,12 +363,16 @@ class RedisBackend(Backend):
             raise self._error("SET NX", exc) from exc
 
     def delete(self, key: str) -> bool:
+        if self._down.down_until:
+            self._refuse_while_down("DEL")
         try:
             return bool(self._client.delete(self._key(key)))
         except self._errors as exc:
             raise self._error("DEL", exc) from exc
 
     def delete_many(self, keys: Iterable[str]) -> None:
+        if self._down.down_until:
+            self._refuse_while_down("DEL")
         encoded = [self._key(key) for key in keys]
         try:
             for start in range(0, len(encoded), _BATCH):
@@ -333,6 +381,8 @@ class RedisBackend(Backend):
             raise self._error("DEL", exc) from exc
 
     def touch(self, key: str, ttl: float | None) -> bool:
+        if self._down.down_until:
+            self._refuse_while_down("PEXPIRE" if ttl is not None else "PERSIST")
         encoded = self._key(key)
         try:
             if ttl is not None:
@@ -346,6 +396,8 @@ class RedisBackend(Backend):
 
     def incr(self, key: str, delta: int = 1) -> int:
         check_delta(delta)
+        if self._down.down_until:
+            self._refuse_while_down("INCRBY")
         try:
             return int(self._client.incrby(self._key(key), delta))
         except self._errors as exc:
@@ -354,6 +406,8 @@ class RedisBackend(Backend):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` (after the backend's own prefix), found with ``SCAN``: never ``KEYS``, which
         blocks the server. A key written or removed during the scan may or may not be listed."""
+        if self._down.down_until:
+            self._refuse_while_down("SCAN")
         pattern = _glob_escape(self._key(prefix)) + b"*"
         strip = len(self._prefix_bytes)
         try:
@@ -363,6 +417,8 @@ class RedisBackend(Backend):
             raise self._error("SCAN", exc) from exc
 
     def delete_prefix(self, prefix: str) -> int:
+        if self._down.down_until:
+            self._refuse_while_down("SCAN/DEL")
         pattern = _glob_escape(self._key(prefix)) + b"*"
         removed = 0
         batch: list[bytes] = []
@@ -386,6 +442,8 @@ class RedisBackend(Backend):
     def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
         """Read, change and write ``key`` under ``WATCH``: ``change(current)`` returns the new value (or None to
         leave the key alone) and is called again when another client changed the key in between."""
+        if self._down.down_until:
+            self._refuse_while_down("WATCH/MULTI/EXEC update")
         from redis.exceptions import WatchError
 
         encoded = self._key(key)
@@ -412,6 +470,8 @@ class RedisBackend(Backend):
 
     def get_record(self, key: str) -> dict[str, bytes] | None:
         """Every field of the hash under ``key`` (``HGETALL``), or None when there is none."""
+        if self._down.down_until:
+            self._refuse_while_down("HGETALL")
         try:
             fields = self._command("HGETALL", self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
         except self._errors as exc:
@@ -427,6 +487,8 @@ class RedisBackend(Backend):
                      ttl: float | None, create: bool = True) -> bool:
         """Delete ``delete_fields``, set ``set_fields`` and apply ``ttl`` to the hash under ``key``, atomically, in
         one round trip (a Lua script); with ``create=False`` a missing record stays missing and False is returned."""
+        if self._down.down_until:
+            self._refuse_while_down("merging a record")
         args: list[Any] = [b"1" if create else b"0", _milliseconds(ttl) if ttl is not None else 0, len(set_fields)]
         for name, value in set_fields.items():
             args.append(name.encode("utf-8", "surrogatepass"))
@@ -439,6 +501,8 @@ class RedisBackend(Backend):
 
     def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; None when it has no TTL or does not exist (for tools and tests)."""
+        if self._down.down_until:
+            self._refuse_while_down("PTTL")
         try:
             remaining = self._client.pttl(self._key(key))
         except self._errors as exc:

@@ -1,4 +1,5 @@
-"""Redis URLs, connection options, and one shared client (one connection pool) per URL and options.
+"""Redis URLs, connection options, one shared client (one connection pool) per URL and options, and the down mark
+of each client's server.
 
 Descriptions used in messages are rebuilt from the parsed URL, so they never contain a password; error texts
 coming from redis-py are scrubbed of the password as well, in case a library message ever quotes it.
@@ -12,6 +13,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from beaker_core.backends.health import PROBE_TIMEOUT, DownMark, describe_error, waited
 from beaker_core.exceptions import ConfigurationError
 from beaker_core.util import coerce_bool, coerce_float, coerce_int, set_socket_io_timeout
 
@@ -305,6 +307,81 @@ def direct_commands(client: Any) -> Any:
         if commands is None:
             commands = _direct_by_client[client] = DirectCommands(client)
         return commands
+
+
+# -- down marks ---------------------------------------------------------------------------------------------------
+
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether a redis-py error says the server could not be reached or did not answer in time (which marks it
+    down), rather than that it answered: a refused password or permission, or this process's own pool limit."""
+    from redis.exceptions import (AuthenticationError, AuthorizationError, ConnectionError as RedisConnectionError,
+                                  MaxConnectionsError, TimeoutError as RedisTimeoutError)
+
+    return isinstance(error, (RedisConnectionError, RedisTimeoutError)) and not isinstance(
+        error, (AuthenticationError, AuthorizationError, MaxConnectionsError))
+
+
+def redis_timeouts() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    return (RedisTimeoutError,)
+
+
+class ServerProbe:
+    """``PING`` on a connection of its own, made like the client's pool makes its connections but with the probe's
+    short timeout (see :mod:`beaker_core.backends.health`), then closed. Errors that do not say the server is
+    unreachable (a refused password, a pool of a kind this cannot copy) let the calls through: they find out."""
+
+    def __init__(self, client: Any, password: str | None):
+        self.pool = pool = client.connection_pool  # not the client: the marks are kept while the client lives
+        self.password = password
+        connection_class = pool.connection_class
+        kernel_timeout = getattr(connection_class, "io_timeout", None)
+        if kernel_timeout is not None:  # this module's kernel timeout class: the probe sets its own timeout
+            connection_class = connection_class.__bases__[0]
+        self.connection_class = connection_class
+        timeouts = [seconds for seconds in (kernel_timeout, pool.connection_kwargs.get("socket_timeout"),
+                                            pool.connection_kwargs.get("socket_connect_timeout")) if seconds]
+        self.timeout = min([PROBE_TIMEOUT, *timeouts])
+
+    def __call__(self) -> None:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs = {**self.pool.connection_kwargs, "socket_timeout": self.timeout,
+                  "socket_connect_timeout": self.timeout, "retry": Retry(NoBackoff(), 0)}
+        try:
+            connection = self.connection_class(**kwargs)
+            try:
+                connection.connect()
+                connection.send_command("PING")
+                connection.read_response()
+            finally:
+                connection.disconnect()
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise
+
+    def describe(self, error: BaseException) -> str:
+        if waited(error, redis_timeouts()):
+            return f"no answer to a PING within {self.timeout} seconds"
+        return scrub(describe_error(error), self.password)
+
+
+_marks_by_client: "weakref.WeakKeyDictionary[Any, dict[float, DownMark]]" = weakref.WeakKeyDictionary()
+_marks_guard = threading.Lock()
+
+
+def down_mark(client: Any, dead_retry: float, password: str | None) -> DownMark:
+    """The down mark of a ``redis.Redis`` client's server, shared by every backend on that client with the same
+    ``dead_retry``: a hung server costs one timeout to all of them, not one each."""
+    with _marks_guard:
+        marks = _marks_by_client.setdefault(client, {})
+        mark = marks.get(dead_retry)
+        if mark is None:
+            probe = ServerProbe(client, password)
+            mark = marks[dead_retry] = DownMark(probe, dead_retry, probe_timeout=probe.timeout,
+                                                timeouts=redis_timeouts(), describe=probe.describe)
+        return mark
 
 
 def _after_fork_in_child() -> None:
