@@ -5,9 +5,11 @@ import dbm
 import importlib.util
 import os
 import time
+import types
 
 import pytest
 
+from beaker_core.backends import dbm as dbm_backend
 from beaker_core.backends.dbm import DBMBackend
 from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.testing.concurrency import run_scripts
@@ -184,6 +186,9 @@ def test_options(tmp_path):
             DBMBackend(data_dir=str(tmp_path), dbm_module=wrong)
     with pytest.raises(ConfigurationError, match="unknown option.*flavour"):
         DBMBackend(data_dir=str(tmp_path), flavour="x")
+    for option, wrong in (("file_mode", "0o999"), ("file_mode", "0200"), ("dir_mode", 0o600), ("dir_mode", "x")):
+        with pytest.raises(ConfigurationError, match=f"{option} must"):
+            DBMBackend(data_dir=str(tmp_path / "c"), **{option: wrong})
     backend = DBMBackend(data_dir=str(tmp_path / "a"), lock_dir=str(tmp_path / "locks"), dbm_module="dumb")
     assert backend.module_name == "dumb"
     assert backend.describe() == f"dbm backend at {tmp_path / 'a'} (dbm.dumb)"
@@ -193,6 +198,24 @@ def test_options(tmp_path):
         with pytest.raises(ConfigurationError, match="dbm_module 'gnu' is not available"):
             DBMBackend(data_dir=str(tmp_path / "b"), dbm_module="gnu")
     assert DBMBackend(data_dir=str(tmp_path / "a"), dbm_module="auto").module_name == "dumb"
+
+
+def test_cleanup_keeps_the_file_mode(tmp_path, monkeypatch):
+    """The files a cleanup writes anew (dumb's rebuild, gnu's reorganize) get file_mode exactly, as the first ones."""
+    previous = os.umask(0o022)
+    try:
+        backend = DBMBackend(data_dir=str(tmp_path / "data"), file_mode="0660")
+        for index in range(20):
+            backend.set(f"k{index}", b"v" * 600, ttl=60 if index % 2 else None)
+        later = time.time() + 120
+        monkeypatch.setattr(dbm_backend, "time", types.SimpleNamespace(time=lambda: later))
+        assert backend.cleanup() == 10
+        backend.set("after", b"v")
+        names = os.listdir(backend.data_dir)
+        assert {os.stat(os.path.join(backend.data_dir, name)).st_mode & 0o7777 for name in names} == {0o660}
+        assert os.stat(backend.data_dir).st_mode & 0o7777 == 0o700
+    finally:
+        os.umask(previous)
 
 
 # Tests of dbm.gnu exist only where this Python has it (the missing-module error is checked above): a test that

@@ -12,10 +12,12 @@ import tempfile
 import textwrap
 import threading
 import time
+import types
 import zlib
 
 import pytest
 
+from beaker_core.backends import file as file_backend
 from beaker_core.backends.file import FileBackend, _entry, decode_file, encode_slot, read_heads
 from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.middleware import SessionMiddleware
@@ -344,22 +346,22 @@ def test_reads_wait_for_a_writer_only_while_a_slot_does_not_validate(backend):
 
 def test_a_file_this_process_cannot_write_is_replaced(tmp_path):
     """A data file written by another user with a mode that lets this one read it only (the directories being
-    writable by both): the new version goes to a new file, as rewriting in place is not allowed."""
+    writable by both, through dir_mode): the new version goes to a new file, as rewriting in place is not allowed."""
     root = tempfile.mkdtemp(prefix="beaker-core-mode-")
     try:
         os.chmod(root, 0o777)
-        backend = FileBackend(data_dir=os.path.join(root, "data"), file_mode=0o644)
+        backend = FileBackend(data_dir=os.path.join(root, "data"), file_mode=0o644, dir_mode=0o777)
         backend.set("key", b"old")
         path = backend._path("key")[1]
         for directory in (backend.data_dir, os.path.dirname(os.path.dirname(path)), os.path.dirname(path)):
-            os.chmod(directory, 0o777)
+            assert os.stat(directory).st_mode & 0o777 == 0o777
         os.chmod(path, 0o444)
         code = """
             from beaker_core.backends.file import FileBackend
             if os.geteuid() == 0:
                 os.setgid(65534)
                 os.setuid(65534)  # root may write any file: act as another user
-            backend = FileBackend(data_dir=sys.argv[2])
+            backend = FileBackend(data_dir=sys.argv[2], file_mode=0o644, dir_mode=0o777)
             backend.set("key", b"new")
             print(backend.update("key", lambda current: current + b"er", None), backend.get("key").decode())
         """
@@ -495,6 +497,148 @@ def test_cleanup(backend):
     assert sorted(os.listdir(backend.data_dir)) == ["locks"]
     backend.set("after", b"v")  # shard directories are created again
     assert backend.get("after") == b"v"
+
+
+def empty_directories(root):
+    return sorted(d for d, subdirectories, files in os.walk(root) if not subdirectories and not files and d != root)
+
+
+def shard_directories(root):
+    return {os.path.relpath(d, root) for d, _, files in os.walk(root) if d != root}
+
+
+@pytest.fixture
+def later(monkeypatch):
+    """Move the file backend's clock forward by two minutes: values written with a TTL of a minute have expired
+    (temporary files, which cleanup() removes after five minutes, have not)."""
+    def advance():
+        moved = time.time() + 120
+        monkeypatch.setattr(file_backend, "time", types.SimpleNamespace(time=lambda: moved))
+    return advance
+
+
+def test_cleanup_leaves_no_empty_shard_directory(backend, later):
+    for index in range(300):
+        backend.set(f"expiring:{index}", b"v", ttl=60)
+    live = [f"live:{index}" for index in range(5)]
+    for key in live:
+        backend.set(key, b"kept")
+    later()
+    assert backend.cleanup() == 300
+    assert empty_directories(backend.data_dir) == []
+    live_files = [backend._path(key)[1] for key in live]
+    assert shard_directories(backend.data_dir) == {
+        os.path.relpath(directory, backend.data_dir)
+        for path in live_files for directory in (os.path.dirname(path), os.path.dirname(os.path.dirname(path)))}
+    assert [backend.get(key) for key in live] == [b"kept"] * 5
+    for key in live:
+        backend.delete(key)
+    assert backend.cleanup() == 0
+    assert os.listdir(backend.data_dir) == []  # the data directory itself stays
+
+
+def test_clear_and_delete_prefix_remove_the_shard_directories_they_empty(backend):
+    for index in range(50):
+        backend.set(f"a:{index}", b"v")
+        backend.set(f"b:{index}", b"v")
+    other = os.path.join(backend.data_dir, "ab", "not-a-shard")  # not one of the backend's: left alone
+    os.makedirs(other)
+    assert backend.delete_prefix("a:") == 50
+    assert empty_directories(backend.data_dir) == [other]
+    assert len(shard_directories(backend.data_dir) - {"ab", "ab/not-a-shard"}) <= 100
+    assert backend.clear() == 50
+    assert empty_directories(backend.data_dir) == [other] and os.listdir(backend.data_dir) == ["ab"]
+    assert backend.get("b:1") is None
+    backend.set("b:1", b"again")
+    assert backend.get("b:1") == b"again"
+
+
+def test_a_writer_recreates_the_shard_directory_cleanup_removes_under_it(backend, monkeypatch):
+    """cleanup() removes a shard directory a writer has just created, before the writer's file is in it: twice
+    between the directory and the file, once between the two levels of directories."""
+    make_directory = file_backend.make_directory
+    set_directory_mode = file_backend._set_directory_mode
+    races = {"after the directory": 2, "between the levels": 1}
+
+    def racing_make_directory(path, *args, **kwargs):
+        make_directory(path, *args, **kwargs)
+        if races["after the directory"]:
+            races["after the directory"] -= 1
+            backend.cleanup()
+            assert not os.path.exists(path)
+
+    def racing_set_directory_mode(directory, mode):
+        set_directory_mode(directory, mode)
+        if races["between the levels"] and os.path.dirname(directory) == backend.data_dir:
+            races["between the levels"] -= 1
+            os.rmdir(directory)
+
+    monkeypatch.setattr(file_backend, "make_directory", racing_make_directory)
+    monkeypatch.setattr(file_backend, "_set_directory_mode", racing_set_directory_mode)
+    backend.set("key", b"written")
+    assert races == {"after the directory": 0, "between the levels": 0}
+    assert backend.get("key") == b"written"
+
+
+WRITE_UNTIL_STOPPED = """
+    from beaker_core.backends.file import FileBackend
+    backend = FileBackend(data_dir=sys.argv[2])
+    index = 0
+    while index < int(sys.argv[4]) and (index < 10 or not os.path.exists(sys.argv[3])):
+        backend.set(f"process:{index}", str(index).encode())
+        index += 1
+    print(index)
+"""
+
+
+def test_a_concurrent_writer_never_loses_a_write_to_cleanup(backend, later, tmp_path):
+    """A writer process and a writer thread create new keys (so new shard directories) while cleanup() runs again
+    and again, removing expired entries and the shard directories it empties: every key written is there after."""
+    most = 1000  # keys per writer: each cleanup pass reads every file, the writers' included
+
+    def add_expiring(first, count):
+        for index in range(first, first + count):
+            backend.set(f"expiring:{index}", b"v", ttl=60)
+
+    add_expiring(0, 100)
+    later()
+    stop = tmp_path / "stop"
+    stopped = threading.Event()
+    written = {}
+
+    def write_from_a_process():
+        written["process"] = int(run_scripts(tmp_path, WRITE_UNTIL_STOPPED, [[backend.data_dir, stop, most]])[0])
+
+    def write_from_a_thread():
+        writer = FileBackend(data_dir=backend.data_dir)
+        index = 0
+        while index < most and (index < 10 or not stopped.is_set()):
+            writer.set(f"thread:{index}", str(index).encode())
+            index += 1
+        written["thread"] = index
+
+    threads = [threading.Thread(target=write_from_a_process), threading.Thread(target=write_from_a_thread)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while backend.get("process:0") is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the process has started writing
+    removed = 0
+    for round_ in range(5):
+        removed += backend.cleanup()
+        add_expiring(100 + 20 * round_, 20)
+    removed += backend.cleanup()
+    stop.touch()
+    stopped.set()
+    for thread in threads:
+        thread.join(60)
+    assert removed == 200
+    assert written["process"] > 10 and written["thread"] > 10
+    for prefix, count in written.items():
+        assert [backend.get(f"{prefix}:{index}") for index in range(count)] == \
+            [str(index).encode() for index in range(count)], prefix
+    backend.cleanup()
+    assert empty_directories(backend.data_dir) == []
 
 
 # -- processes --------------------------------------------------------------------------------------------------------
@@ -633,9 +777,12 @@ def test_options(tmp_path):
             FileBackend(data_dir=wrong)
     with pytest.raises(ConfigurationError, match="lock_dir"):
         FileBackend(data_dir=str(tmp_path), lock_dir=5)
-    for wrong in ("abc", "0o999", 0o1000, -1, True, 1.5):
-        with pytest.raises(ConfigurationError, match="file_mode"):
+    for wrong in ("abc", "0o999", 0o1000, -1, True, 1.5, "0400"):
+        with pytest.raises(ConfigurationError, match="file_mode must"):
             FileBackend(data_dir=str(tmp_path), file_mode=wrong)
+    for wrong in ("abc", "0o640", 0o4700, "0o10700"):
+        with pytest.raises(ConfigurationError, match="dir_mode must"):
+            FileBackend(data_dir=str(tmp_path), dir_mode=wrong)
     with pytest.raises(ConfigurationError, match="fsync"):
         FileBackend(data_dir=str(tmp_path), fsync="maybe")
     with pytest.raises(ConfigurationError, match="unknown option.*colour.*accepted: data_dir"):
@@ -649,6 +796,8 @@ def test_options(tmp_path):
     (path,) = data_files(backend.data_dir)
     assert os.stat(path).st_mode & 0o777 == 0o640 and backend.get("k") == b"v2"
     assert FileBackend(data_dir=str(tmp_path / "e"), file_mode=0o600).file_mode == 0o600
+    assert (backend.file_mode, backend.dir_mode) == (0o640, 0o700)  # dir_mode unset: the default
+    assert FileBackend(data_dir=str(tmp_path / "f"), dir_mode="0o2770").dir_mode == 0o2770
     assert backend.describe() == f"file backend at {tmp_path / 'd'}"
     assert backend.preferred_lock == "file" and backend.shared is True
 

@@ -7,6 +7,12 @@
     (``None`` or ``"auto"``) an existing database keeps the module that wrote it, and a new one uses the first of
     gnu, ndbm, dumb that this Python has. Naming a module that is missing, or that differs from the one of the
     existing database, is a configuration error.
+:param file_mode: permission bits of the database and lock files, whatever the umask: an int or an octal string
+    (``"0660"``). Default ``0o600``, as the database holds the keys (session ids) in clear; widen it for accounts of
+    one group sharing the database.
+:param dir_mode: permission bits of the directories it creates (the data directory and its missing parents, the
+    lock directory). Default ``0o700``. Both options are checked, and an existing data directory is treated, as by
+    the ``file`` backend: left as it is, with one warning at startup when it is wider than ``dir_mode``.
 
 Keys are stored as their UTF-8 bytes; a value is a 9-byte header (a flag and the float64 deadline) then the bytes.
 
@@ -35,6 +41,7 @@ import errno
 import importlib
 import math
 import os
+import stat
 import struct
 import threading
 import time
@@ -43,7 +50,8 @@ from typing import Any, Iterable, Iterator
 from ..exceptions import BackendError, ConfigurationError
 from ..util import unknown_options
 from . import Backend, check_delta, deadline
-from .file import directory_option, fcntl, make_directory, refuse_links, require_flock
+from .file import (create_file, directory_option, fcntl, file_modes, make_directory, refuse_links, require_flock,
+                   warn_if_open)
 
 _HEADER = struct.Struct(">Bd")
 _HAS_DEADLINE = 1
@@ -75,20 +83,6 @@ def _live(stored: bytes | None, now: float) -> tuple[bytes, float | None] | None
     return entry
 
 
-def _process_umask() -> int:
-    """The umask, read without changing it where Linux allows (changing it races with other threads' files)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
 def _import(module: str) -> Any:
     try:
         return importlib.import_module(f"dbm.{module}")
@@ -103,23 +97,28 @@ class DBMBackend(Backend):
     preferred_lock = "file"
     shared = True
 
-    def __init__(self, data_dir: Any = None, lock_dir: Any = None, dbm_module: Any = None, **unknown: Any):
+    def __init__(self, data_dir: Any = None, lock_dir: Any = None, dbm_module: Any = None, file_mode: Any = None,
+                 dir_mode: Any = None, **unknown: Any):
         if unknown:
-            unknown_options("the dbm backend", unknown, ("data_dir", "lock_dir", "dbm_module"))
+            unknown_options("the dbm backend", unknown, ("data_dir", "lock_dir", "dbm_module", "file_mode", "dir_mode"))
         require_flock("the dbm backend")
         self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the dbm backend")
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the dbm backend")
         self.path = os.path.join(self.data_dir, "beaker.dbm")
         self.lock_path = self.path + ".lock"
-        make_directory(self.data_dir, f"dbm backend at {self.data_dir}")
+        self.file_mode, self.dir_mode = file_modes(file_mode, dir_mode)
+        make_directory(self.data_dir, f"dbm backend at {self.data_dir}", mode=self.dir_mode)
+        warn_if_open(self.data_dir, self.dir_mode, f"dbm backend at {self.data_dir}")
         # a data directory configured as a link stays allowed to be one when a write recreates what it leads to
         self._data_dir_is_link = os.path.islink(self.data_dir)
         self.module_name = self._choose_module(dbm_module)
         self._module = _import(self.module_name)
         self._errors = tuple({OSError, *dbm.error, self._module.error})
-        self._mode = 0o666 & ~_process_umask()
         self._lock_fd: int | None = None
         self._lock_id: tuple[int, int] | None = None
+        # set when this process created the lock file, so probably the database too: gnu and ndbm create theirs with
+        # the mode minus the umask, and the next write gives this process's files file_mode exactly
+        self._new_files = False
         self._reset()
         if dbm.whichdb(self.path) is None:
             with self._access(write=True):
@@ -166,12 +165,12 @@ class DBMBackend(Backend):
         path = path or self.path
         flag = flag or ("c" if write else "r")
         if self.module_name == "gnu":
-            return self._module.open(path, flag + "u", self._mode)  # "u": our flock does the locking
+            return self._module.open(path, flag + "u", self.file_mode)  # "u": our flock does the locking
         if self.module_name == "dumb" and hasattr(self._module, "_Database"):
             # dbm.dumb.open sets the process umask to 0 and back on every call, which races with files other
             # threads create; its database class takes the final mode directly.
-            return self._module._Database(path, self._mode, flag=flag)
-        return self._module.open(path, flag, self._mode)
+            return self._module._Database(path, self.file_mode, flag=flag)
+        return self._module.open(path, flag, self.file_mode)
 
     def _generation(self) -> int:
         raw = os.pread(self._lock_fd, _COUNTER.size, 0)
@@ -184,13 +183,25 @@ class DBMBackend(Backend):
         """
         owner, no_links = f"dbm backend at {self.data_dir}", () if self._data_dir_is_link else (self.data_dir,)
         refuse_links(owner, no_links)  # a data directory replaced by a link to elsewhere (rare: once per lock file)
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            if not write and isinstance(exc, FileNotFoundError):
-                return False
-            make_directory(self.data_dir, owner, no_links)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, self._mode)
+        made_directory = False
+        while True:
+            try:
+                fd = create_file(self.lock_path, os.O_RDWR, self.file_mode)
+                self._new_files = True
+                break
+            except FileExistsError:
+                try:
+                    fd = os.open(self.lock_path, os.O_RDWR | _O_CLOEXEC)
+                    break
+                except FileNotFoundError:
+                    continue  # removed meanwhile (with its directory): create it
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                if not write and isinstance(exc, FileNotFoundError):
+                    return False
+                if made_directory:
+                    raise
+                make_directory(self.data_dir, owner, no_links, mode=self.dir_mode)
+                made_directory = True
         opened = os.fstat(fd)
         self._lock_fd, self._lock_id = fd, (opened.st_dev, opened.st_ino)
         return True
@@ -239,6 +250,8 @@ class DBMBackend(Backend):
                         # announced before the change: a writer that dies halfway still invalidates readers' handles
                         os.pwrite(self._lock_fd, _COUNTER.pack(self._generation() + 1), 0)
                         database = self._open_db(write=True)
+                        if self._new_files:
+                            self._set_file_modes()
                     else:
                         generation = self._generation()
                         if self._reader is None or generation != self._reader_generation:
@@ -262,6 +275,22 @@ class DBMBackend(Backend):
                             raise self._error("write", self.path, exc) from exc
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _set_file_modes(self) -> None:
+        """Give the database files this process owns ``file_mode`` exactly (the dbm module's mode lost the bits the
+        umask takes off)."""
+        self._new_files = False
+        prefix = os.path.basename(self.path)
+        euid = os.geteuid()
+        with os.scandir(self.data_dir) as entries:
+            for entry in entries:
+                if not entry.name.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and info.st_uid == euid and \
+                            stat.S_IMODE(info.st_mode) != self.file_mode:
+                        os.chmod(entry.path, self.file_mode)
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
@@ -391,6 +420,7 @@ class DBMBackend(Backend):
             return self._rebuild_dumb() if dead or wasted else 0
         removed = self._remove_dead(dead) if dead else 0
         if removed and self.module_name == "gnu":
+            self._new_files = True  # reorganize writes a new file, with the mode minus the umask
             with self._access(write=True) as database:
                 database.reorganize()
         return removed

@@ -5,8 +5,13 @@
 :param lock_dir: where the ``file`` lock keeps its lock files. The backend does not use it; it is accepted because
     Beaker's configuration passes it along, and the ``file`` lock reads it from the backend. When unset the lock
     uses ``<data_dir>/locks``.
-:param file_mode: permission bits of the data files, as an int (``0o640``) or an octal string (``"0640"``). By
-    default a file gets ``0o666`` minus the process umask, like any file the process creates.
+:param file_mode: permission bits of the files it creates, whatever the umask: an int (``0o640``) or an octal
+    string (``"0640"``, ``"0o640"``). Default ``0o600``, as a file holds its key (a session id) in clear. Widen it
+    (``0o660``) for accounts of one group sharing the directory; it keeps at least the owner's ``rw``. The ``file``
+    lock gives its lock files the same mode.
+:param dir_mode: permission bits of the directories it creates (the data directory and its missing parents, shard
+    directories, the lock directory), in the same forms. Default ``0o700``; it keeps at least the owner's ``rwx``,
+    and may add setgid (``0o2770``) so that new files take the directory's group. See Permissions below.
 :param fsync: flush each write's data to the disk before the call returns (slower). Without it a process crash
     still loses nothing written, but a power loss or kernel crash may take a key back to an older version or,
     rarely, lose it (a miss). Either way a torn value is never returned. Default false.
@@ -49,18 +54,29 @@ processes: ``add``, ``incr`` and ``update`` are atomic, and no write is lost to 
 process may read but not write (another user's, say) is replaced instead of written in place. The data directory
 must be on a local file system with hard links and ``flock`` (not Windows, not most network file systems).
 
+Permissions: every directory and file the backend and its lock create gets ``dir_mode`` or ``file_mode``
+exactly (an explicit ``fchmod``, so the umask neither narrows nor widens it); a setgid bit a new directory inherits
+is kept. A directory that already exists (``/var/cache/app`` made by a deploy script) is not changed, but when the
+data directory grants the group or others a permission that ``dir_mode`` does not, startup logs one warning naming
+it and the ``chmod`` that fixes it (or, for a shared directory such as ``/tmp``, asking for a directory of its own):
+files written there by an older version, or under a wider umask, may be readable, and a writable data directory
+lets another account replace the shard directories.
+
 ``touch`` writes the value with its new deadline as a new version. ``update`` is the atomic update capability
 sessions use (see :mod:`beaker_core.backends`): the change runs under the key's lock, so sessions need no lock file
 of their own. ``cleanup`` removes expired and damaged files, temporary files left by a crashed writer (older than
-five minutes) and empty shard directories.
+five minutes) and the shard directories left empty; ``clear`` removes every entry, and ``delete_prefix`` the shard
+directories it empties. A writer never loses its write to a directory removed under it: it creates it again.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import math
 import os
 import secrets
+import stat
 import struct
 import time
 import zlib
@@ -74,6 +90,8 @@ except ImportError:  # not POSIX: the module still imports, so that the registry
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
 from . import Backend, check_delta, check_ttl, deadline
+
+log = logging.getLogger(__name__)
 
 _FILE_HEADER = struct.Struct(">4sQI")
 _FIELDS = struct.Struct(">IQBdIQ")  # a slot header after its own checksum
@@ -92,6 +110,11 @@ STALE_TEMP_SECONDS = 300.0
 _HEX = frozenset("0123456789abcdef")
 _DELETE = object()  # what a change returns to remove the file
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: the default permissions: a data file holds its key (a session id) in clear
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_WARNED: set[str] = set()  # data directories whose permissions were warned about (once per process)
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
@@ -115,21 +138,114 @@ def directory_option(option: str, value: Any, *, required: bool, owner: str) -> 
     return os.path.abspath(value)
 
 
-def make_directory(path: str, owner: str, no_links: Iterable[str] = ()) -> None:
+def make_directory(path: str, owner: str, no_links: Iterable[str] = (), mode: int = DIR_MODE) -> None:
     """Create the directory ``path`` and its missing parents, or raise BackendError naming what is in the way.
 
     Used at startup and whenever a directory has gone while the application runs (a tmp cleaner, a deploy,
-    ``rm -r``): the next write recreates it the way startup creates it (mode 0o777 minus the umask). A path that
-    exists as something other than a directory is an error, and so is any of ``no_links`` being a symbolic link
-    (see :func:`refuse_links`).
+    ``rm -r``, :meth:`FileBackend.cleanup` removing an empty shard directory): the next write recreates it the way
+    startup creates it. Each directory created here gets ``mode`` exactly, whatever the umask; one that exists
+    (created by the operator, or meanwhile by another process) is left as it is. A path that exists as something
+    other than a directory is an error, and so is any of ``no_links`` being a symbolic link (see
+    :func:`refuse_links`).
     """
     refuse_links(owner, no_links)
     try:
-        os.makedirs(path, exist_ok=True)
+        for attempt in range(5):
+            try:
+                _make_directories(path, mode)
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+                # a parent created here was removed before its child was (cleanup() removing an empty shard)
     except OSError as exc:
         raise BackendError(f"{owner}: cannot create the directory {path}: "
                            f"{_in_the_way(path) or exc.strerror or exc}") from exc
     refuse_links(owner, no_links)  # one that appeared while the directories were created
+
+
+def _make_directories(path: str, mode: int) -> None:
+    missing = []
+    while not os.path.isdir(path):  # a link to a directory is a directory: the operator's choice
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode & 0o777)  # never wider than asked, even for an instant
+        except FileExistsError:
+            if os.path.isdir(directory):
+                continue  # created by another process meanwhile: its creator set its mode
+            raise
+        _set_directory_mode(directory, mode)
+
+
+def _set_directory_mode(directory: str, mode: int) -> None:
+    """Give a directory this process just created ``mode`` exactly (the umask took bits off), keeping the setgid bit
+    it inherited from a setgid parent (a shared-group directory), through a descriptor that cannot follow a link."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+    try:
+        current = os.fstat(fd).st_mode
+        wanted = mode | (current & stat.S_ISGID)
+        if stat.S_IMODE(current) != wanted:
+            os.fchmod(fd, wanted)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: str, flags: int, mode: int) -> int:
+    """Create the file ``path`` (it must not exist) with ``mode`` exactly, whatever the umask; return its descriptor.
+
+    ``flags`` are the access flags (``os.O_WRONLY``...). Raises FileExistsError when the path exists.
+    """
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have taken bits off a widened mode
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def warn_if_open(directory: str, dir_mode: int, owner: str) -> None:
+    """Log one warning (per directory and process) when ``directory`` grants the group or others a permission that
+    ``dir_mode`` does not: files written there before (by an older version, or under a wider umask) may be readable,
+    and a writable one lets another account replace what is in it. The directory itself is not changed: it may be
+    the operator's, shared with other programs."""
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return
+    extra = stat.S_IMODE(info.st_mode) & 0o077 & ~dir_mode
+    if not extra or directory in _WARNED:
+        return
+    _WARNED.add(directory)
+    granted = ", and ".join(f"{who} {_permission_words(bits)}" for who, bits in
+                            (("the group", (extra >> 3) & 7), ("others", extra & 7)) if bits)
+    risk = "may be readable by them"
+    if extra & 0o022:
+        risk += ", and they can remove or replace what is there"
+    if info.st_mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        fix = f"give the backend a directory of its own, owned by this account, such as a subdirectory of {directory}"
+    else:
+        symbolic = ",".join(f"{who}-{_permission_letters(bits)}" for who, bits in
+                            (("g", (extra >> 3) & 7), ("o", extra & 7)) if bits)
+        fix = f"run: chmod -R {symbolic} {directory}"
+    log.warning("%s: the data directory %s has mode %04o, which lets %s (dir_mode is %04o). What beaker-core creates "
+                "there gets file_mode and dir_mode, but files written before (by an older version, or under another "
+                "umask) %s. To fix it, %s; or set dir_mode and file_mode if this access is intended", owner, directory,
+                stat.S_IMODE(info.st_mode), granted, dir_mode, risk, fix)
+
+
+def _permission_letters(bits: int) -> str:
+    return "".join(letter for letter, bit in (("r", 4), ("w", 2), ("x", 1)) if bits & bit)
+
+
+def _permission_words(bits: int) -> str:
+    words = [word for word, bit in (("read", 4), ("write", 2), ("enter", 1)) if bits & bit]
+    return (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]) + " it"
 
 
 def refuse_links(owner: str, paths: Iterable[str]) -> None:
@@ -155,22 +271,38 @@ def _in_the_way(path: str) -> str | None:
         path = parent
 
 
-def _mode_option(value: Any) -> int | None:
+def mode_option(option: str, value: Any, default: int, *, owner_bits: int, extra_bits: int = 0) -> int:
+    """Permission bits from an int (``0o640``) or an octal string (``"0640"``, ``"0o640"``), ``default`` for None.
+
+    The bits must include ``owner_bits`` (the backend's own access) and stay within ``0o777 | extra_bits``.
+    """
     if value is None:
-        return None
+        return default
     if isinstance(value, str):
         text = value.strip().lower()
         try:
             number = int(text[2:] if text.startswith("0o") else text, 8)
         except ValueError:
-            raise ConfigurationError(f"file_mode must be an octal permission such as '0640', not {value!r}") from None
+            raise ConfigurationError(f"{option} must be an octal permission such as '{default | 0o040:04o}', "
+                                     f"not {value!r}") from None
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise ConfigurationError(f"file_mode must be an int or an octal string such as '0640', not {value!r}")
-    if not 0 <= number <= 0o777:
-        raise ConfigurationError(f"file_mode must be permission bits between 0 and 0o777, not {value!r}")
+        raise ConfigurationError(f"{option} must be an int or an octal string such as '{default | 0o040:04o}', "
+                                 f"not {value!r}")
+    allowed = 0o777 | extra_bits
+    if number < 0 or number & ~allowed:
+        raise ConfigurationError(f"{option} must be permission bits within {allowed:#o}, not {value!r}")
+    if number & owner_bits != owner_bits:
+        raise ConfigurationError(f"{option} must keep the owner's permissions ({owner_bits:#o}), not {value!r}: "
+                                 f"it can only widen the default {default:#o}")
     return number
+
+
+def file_modes(file_mode: Any, dir_mode: Any) -> tuple[int, int]:
+    """The ``file_mode`` and ``dir_mode`` options of the file and dbm backends and the file lock, checked."""
+    return (mode_option("file_mode", file_mode, FILE_MODE, owner_bits=0o600),
+            mode_option("dir_mode", dir_mode, DIR_MODE, owner_bits=0o700, extra_bits=stat.S_ISGID))
 
 
 # -- the format -------------------------------------------------------------------------------------------------------
@@ -304,20 +436,21 @@ class FileBackend(Backend):
     shared = True
     atomic_update = True
 
-    def __init__(self, data_dir: Any = None, lock_dir: Any = None, file_mode: Any = None, fsync: Any = False,
-                 **unknown: Any):
+    def __init__(self, data_dir: Any = None, lock_dir: Any = None, file_mode: Any = None, dir_mode: Any = None,
+                 fsync: Any = False, **unknown: Any):
         if unknown:
-            unknown_options("the file backend", unknown, ("data_dir", "lock_dir", "file_mode", "fsync"))
+            unknown_options("the file backend", unknown, ("data_dir", "lock_dir", "file_mode", "dir_mode", "fsync"))
         require_flock("the file backend")
         self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the file backend")
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the file backend")
-        self.file_mode = _mode_option(file_mode)
+        self.file_mode, self.dir_mode = file_modes(file_mode, dir_mode)
         self.fsync = coerce_bool("fsync", fsync)
         self._root = os.path.join(self.data_dir, "")
         # key -> (raw key, path): a session's key is hashed at load and again at save; a bounded memo, emptied
         # when full
         self._paths: dict[str, tuple[bytes, str]] = {}
-        make_directory(self.data_dir, self.describe())
+        make_directory(self.data_dir, self.describe(), mode=self.dir_mode)
+        warn_if_open(self.data_dir, self.dir_mode, self.describe())
         # a data directory configured as a link stays allowed to be one when a write recreates what it leads to
         self._data_dir_is_link = os.path.islink(self.data_dir)
 
@@ -451,7 +584,7 @@ class FileBackend(Backend):
         temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
         for attempt in range(5):
             try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+                fd = create_file(temp, os.O_WRONLY, self.file_mode)
                 break
             except (FileNotFoundError, NotADirectoryError):
                 if attempt == 4:
@@ -460,8 +593,6 @@ class FileBackend(Backend):
                 # removed while the backend ran
                 self._make_shard(directory)
         try:
-            if self.file_mode is not None:
-                os.fchmod(fd, self.file_mode)
             for offset, data in parts:
                 _pwrite_all(fd, data, offset)
             os.ftruncate(fd, length)  # the rest of both slots: holes, filled by later versions
@@ -476,7 +607,7 @@ class FileBackend(Backend):
 
     def _make_shard(self, directory: str) -> None:
         """Create a shard directory, and the data directory above it when that has gone."""
-        make_directory(directory, self.describe(), no_links=(
+        make_directory(directory, self.describe(), mode=self.dir_mode, no_links=(
             directory, os.path.dirname(directory), *(() if self._data_dir_is_link else (self.data_dir,))))
 
     def _write_in_place(self, fd: int, newest: tuple, raw_key: bytes, value: bytes, expires: float | None) -> bool:
@@ -669,13 +800,7 @@ class FileBackend(Backend):
         now = time.time()
         for _, entry in self._scan():
             if entry.name.startswith(TEMP_PREFIX):
-                try:
-                    if entry.stat().st_mtime < now - STALE_TEMP_SECONDS:
-                        os.unlink(entry.path)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    raise self._error("remove", entry.path, exc) from exc
+                self._remove_stale_temp(entry, now)
             elif len(entry.name) == 64:
                 loaded = self._load(entry.path)
                 if loaded is not None and _is_dead(None, loaded[0], now):
@@ -683,8 +808,54 @@ class FileBackend(Backend):
         self._remove_empty_shards()
         return removed
 
+    def clear(self) -> int:
+        """Remove every entry, stale temporary files and the shard directories left empty; return how many entries
+        were removed. A write running at the same time survives or not, as if it came before or after the clear."""
+        removed = 0
+        now = time.time()
+        for _, entry in self._scan():
+            if entry.name.startswith(TEMP_PREFIX):
+                self._remove_stale_temp(entry, now)  # a fresh one is a writer's, about to become an entry
+            elif len(entry.name) == 64:
+                try:
+                    held = self._lock_current(entry.path)
+                    if held is not None:
+                        try:
+                            os.unlink(entry.path)
+                            removed += 1
+                        finally:
+                            os.close(held[0])
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise self._error("remove", entry.path, exc) from exc
+        self._remove_empty_shards()
+        return removed
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix``, and the shard directories that this empties."""
+        removed = 0
+        for key in list(self.keys(prefix)):
+            if self.delete(key):
+                removed += 1
+                shard = os.path.dirname(self._path(key)[1])
+                for directory in (shard, os.path.dirname(shard)):
+                    if not self._remove_shard(directory):
+                        break
+        return removed
+
+    def _remove_stale_temp(self, entry: os.DirEntry, now: float) -> None:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < now - STALE_TEMP_SECONDS:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error("remove", entry.path, exc) from exc
+
     def _remove_empty_shards(self) -> None:
-        # A writer that loses its directory to this recreates it (see _write_temp).
+        """Remove the shard directories (``ab/`` and ``ab/cd/`` under the data directory, by name) that are empty;
+        nothing else, and never the data directory itself."""
         try:
             tops = [e.path for e in os.scandir(self.data_dir) if _is_shard(e)]
         except OSError:
@@ -694,12 +865,26 @@ class FileBackend(Backend):
                 subs = [e.path for e in os.scandir(top) if _is_shard(e)]
             except OSError:
                 continue
-            for directory in subs + [top]:
-                try:
-                    os.rmdir(directory)
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                        raise self._error("remove", directory, exc) from exc
+            emptied = all([self._remove_shard(sub) for sub in subs])
+            if emptied:
+                self._remove_shard(top)
+
+    def _remove_shard(self, directory: str) -> bool:
+        """Remove a shard directory if it is empty; whether it is gone.
+
+        A writer may be about to create its file there: rmdir fails on a directory that holds anything (the writer's
+        temporary file, then the entry), and a writer that finds its directory gone creates it again (see
+        :meth:`_write_temp`), so no write is lost.
+        """
+        try:
+            os.rmdir(directory)
+            return True
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return True
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise self._error("remove", directory, exc) from exc
 
     def describe(self) -> str:
         return f"file backend at {self.data_dir}"

@@ -3,6 +3,11 @@
 :param lock_dir: the directory of the lock files. When unset, the backend's ``lock_dir`` is used if it has one,
     else ``<backend.data_dir>/locks``; a lock with neither is a configuration error. Created if absent, and created
     again by the next acquisition if it is removed while the application runs.
+:param file_mode: permission bits of the lock files, whatever the umask (an int, or an octal string such as
+    ``"0660"``, checked as the ``file`` backend's option). When unset, the backend's ``file_mode`` if it has one
+    (the ``file`` and ``dbm`` backends), else ``0o600``.
+:param dir_mode: permission bits of the lock directory and its missing parents when the lock creates them; when
+    unset, the backend's ``dir_mode``, else ``0o700``. An existing lock directory is left as it is.
 :param timeout: how long ``with lock:`` waits before raising :class:`~beaker_core.exceptions.LockTimeout`
     (seconds, a number >= 0; None waits forever).
 :param expire: accepted for compatibility with distributed locks and not enforced: the lock is an ``flock`` on an
@@ -26,7 +31,7 @@ import os
 import threading
 from typing import Any
 
-from ..backends.file import directory_option, fcntl, make_directory, require_flock
+from ..backends.file import create_file, directory_option, fcntl, file_modes, make_directory, require_flock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_float, unknown_options
 from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
@@ -64,25 +69,40 @@ class FileLock(Lock):
     kind = "file"
 
     def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
-                 timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, **options: Any):
+                 timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, file_mode: Any = None, dir_mode: Any = None,
+                 **options: Any):
         if options:
-            unknown_options("the file lock", options, ("backend", "expire", "timeout", "lock_dir"))
+            unknown_options("the file lock", options,
+                            ("backend", "expire", "timeout", "lock_dir", "file_mode", "dir_mode"))
         require_flock("the file lock")
         super().__init__(name, backend=backend, expire=_seconds("expire", expire), timeout=_seconds("timeout", timeout))
         self.lock_dir = resolve_lock_dir(lock_dir, backend)
+        self.file_mode, self.dir_mode = file_modes(
+            getattr(backend, "file_mode", None) if file_mode is None else file_mode,
+            getattr(backend, "dir_mode", None) if dir_mode is None else dir_mode)
         self.path = os.path.join(self.lock_dir, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
                                  + ".lock")
         self._fd: int | None = None
         self._guard = threading.Lock()  # serializes bookkeeping of _fd between threads sharing this object
 
     def _open(self) -> int:
-        try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
-        except (FileNotFoundError, NotADirectoryError):
-            # the first lock, or the directory was removed while the application ran: (re)create it, never
-            # through a link that appeared in its place
-            make_directory(self.lock_dir, f"file lock {self.name!r}", no_links=(self.lock_dir,))
-        return os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+        made_directory = False
+        while True:
+            try:
+                return create_file(self.path, os.O_RDWR, self.file_mode)
+            except FileExistsError:
+                try:
+                    return os.open(self.path, os.O_RDWR | _O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # its holder removed it meanwhile: create it
+            except (FileNotFoundError, NotADirectoryError):
+                if made_directory:
+                    raise
+                # the first lock, or the directory was removed while the application ran: (re)create it, never
+                # through a link that appeared in its place
+                make_directory(self.lock_dir, f"file lock {self.name!r}", no_links=(self.lock_dir,),
+                               mode=self.dir_mode)
+                made_directory = True
 
     def _try_lock(self, fd: int) -> bool | None:
         """True: locked the file at the path. False: held by someone else. None: the file was replaced, reopen."""
