@@ -77,6 +77,9 @@ class BackendClasses(Mapping):
 #: Beaker's name for the installed backends: ``clsmap['redis']`` is the class ``cache.type = redis`` opens
 clsmap = BackendClasses()
 
+#: seconds between two log lines about a backend failing while a cache fails open
+FAIL_OPEN_LOG_INTERVAL = 10.0
+
 _HEADER = struct.Struct("!Bddq")
 _ENVELOPE_VERSION = 1
 _MISS = object()
@@ -130,6 +133,8 @@ class Cache:
         self.registry = registry or default_registry()
         # what a deprecated per-call type= starts from, as Beaker's nsargs
         self._backend_options = {"serializer": serializer, "fail_open": fail_open, **backend_options}
+        self._quiet_until = 0.0       # fail-open failures are not logged again before this (monotonic) time
+        self._unlogged = 0
         self.backend = self.registry.open_backend(self.type, **backend_options)
         self._stores_objects = self.backend.stores_objects
         self._uses_generations = self.backend.shared
@@ -237,9 +242,7 @@ class Cache:
         try:
             entry, generation = self._read(key)
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: read of %r failed, treated as a miss: %s", self.namespace, key, exc)
+            self._failed_open(exc, "read of %r failed, treated as a miss", key)
             return _MISS
         if entry is None:
             return _MISS
@@ -302,9 +305,7 @@ class Cache:
         try:
             self.backend.set(self._prefix + key, envelope, self._ttl(expire))
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: write of %r failed, value not cached: %s", self.namespace, key, exc)
+            self._failed_open(exc, "write of %r failed, value not cached", key)
 
     def _current_generation(self) -> int:
         if not self._uses_generations:
@@ -346,9 +347,7 @@ class Cache:
         try:
             generation = self._current_generation()
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: backend unavailable, %r not cached: %s", self.namespace, key, exc)
+            self._failed_open(exc, "backend unavailable, %r not cached", key)
             return
         self._store(key, value, expire, generation)
 
@@ -366,9 +365,7 @@ class Cache:
         try:
             self.backend.delete(self._prefix + key)
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: delete of %r failed: %s", self.namespace, key, exc)
+            self._failed_open(exc, "delete of %r failed", key)
 
     remove = remove_value
 
@@ -384,9 +381,7 @@ class Cache:
             else:
                 self.backend.delete_prefix(self._prefix)
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: clear failed: %s", self.namespace, exc)
+            self._failed_open(exc, "clear failed")
 
     # -- get or create -----------------------------------------------------------------------------------------
 
@@ -419,9 +414,7 @@ class Cache:
         try:
             entry, generation = self._read(key)
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: read of %r failed, computing without the cache: %s", self.namespace, key, exc)
+            self._failed_open(exc, "read of %r failed, computing without the cache", key)
             return creator()
         stale = False
         if entry is not None:
@@ -434,9 +427,7 @@ class Cache:
             lock = self._lock(key)
             acquired = lock.acquire(not stale, self.lock_timeout)
         except Exception as exc:
-            if not self.fail_open:
-                raise
-            log.warning("cache %r: lock for %r unavailable, computing without it: %s", self.namespace, key, exc)
+            self._failed_open(exc, "lock for %r unavailable, computing without it", key)
             return self._create(key, creator, expire, generation)
         if not acquired:
             if stale:
@@ -456,6 +447,21 @@ class Cache:
         value = creator()
         self._store(key, value, expire, generation)
         return value
+
+    def _failed_open(self, exc: Exception, what: str, *args: Any) -> None:
+        """A backend error: raised again, or, with ``fail_open``, logged and survived. Called from an ``except``
+        block. While a backend stays down every call fails, so the log gets the first failure and then at most one
+        line per ``FAIL_OPEN_LOG_INTERVAL`` seconds with the count of the failures it did not show."""
+        if not self.fail_open:
+            raise exc
+        now = time.monotonic()
+        if now < self._quiet_until:
+            self._unlogged += 1
+            return
+        self._quiet_until = now + FAIL_OPEN_LOG_INTERVAL
+        unlogged, self._unlogged = self._unlogged, 0
+        more = f" ({unlogged} more failures since the last report)" if unlogged else ""
+        log.warning("cache %r: " + what + ": %s%s", self.namespace, *args, exc, more)
 
     def _legacy(self, where: str, options: dict[str, Any]) -> "Cache":
         """Beaker's deprecated per-call ``type=`` (with backend options): this namespace in that other cache."""

@@ -313,6 +313,20 @@ def test_fail_open_computes_and_logs(broken_registry, caplog):
     assert "connection refused" in caplog.text
 
 
+def test_fail_open_logs_an_outage_once_per_interval(broken_registry, caplog, monkeypatch):
+    cache = Cache(namespace(), type="broken", registry=broken_registry, fail_open=True)
+    with caplog.at_level(logging.WARNING, logger="beaker_core.cache"):
+        for _ in range(50):
+            assert cache.get_or_create("k", lambda: "v") == "v"
+    assert len(caplog.records) == 1  # not one line per call while the backend stays down
+    caplog.clear()
+    monkeypatch.setattr("beaker_core.cache.FAIL_OPEN_LOG_INTERVAL", 0.0)
+    cache._quiet_until = 0.0  # the interval is over
+    with caplog.at_level(logging.WARNING, logger="beaker_core.cache"):
+        cache.get_or_create("k", lambda: "v")
+    assert len(caplog.records) == 1 and "49 more failures since the last report" in caplog.text
+
+
 def test_fail_open_region_from_configuration(broken_registry, monkeypatch):
     monkeypatch.setattr("beaker_core.cache.default_registry", lambda: broken_registry)
     region = f"r{uuid.uuid4().hex}"
