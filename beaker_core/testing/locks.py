@@ -5,20 +5,116 @@ is the backend's ``preferred_lock`` (or the class attribute ``lock_type``) and `
 :meth:`~beaker_core.testing.backend.ConformanceBase.make_lock_options`. A shared backend (``store.shared``) is used
 by many processes, so its lock must exclude other processes too; those tests are only generated for a shared
 backend (``@requires("shared")``): a process-local backend has no other process to exclude.
+
+A network lock is a lease (see :class:`~beaker_core.locks.TokenLock`): the tests give it a short ``lease`` when its
+constructor takes one, and check that a holder working longer keeps the lock while a killed one frees it within the
+lease. :func:`creator_and_waiters` runs that last scenario through the caching API, for the plugins' own tests too.
 """
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from typing import Any
+import uuid
+from typing import Any, NamedTuple
 
 import pytest
 
 from ..exceptions import LockTimeout
 from . import _workers
 from .backend import ConformanceBase, requires
-from .concurrency import run_in_threads
+from .concurrency import run_in_threads, run_scripts
+
+_CREATOR_SCRIPT = """
+import json, os, sys, time
+role, directory, cache_kwargs, namespace, lease, seconds = sys.argv[2:8]
+if lease != "default":
+    import beaker_core.locks
+    beaker_core.locks.DEFAULT_LEASE = float(lease)
+from beaker_core.cache import Cache
+cache = Cache(namespace, **json.loads(cache_kwargs))
+
+def create():
+    open(os.path.join(directory, f"run-{role}-{os.getpid()}"), "x").close()
+    time.sleep(float(seconds))
+    return f"made by {role}"
+
+open(os.path.join(directory, f"waiting-{role}-{os.getpid()}"), "x").close()
+print(json.dumps(cache.get_or_create("key", create)), flush=True)
+"""
+
+
+class CreatorAndWaiters(NamedTuple):
+    elapsed: float  # seconds from the holder's kill (or the waiters' start) until every waiter had its value
+    runs: int  # how many waiters ran the creator
+    values: list  # what each waiter got
+
+
+def creator_and_waiters(directory: Any, cache_kwargs: dict[str, Any], *, waiters: int = 8, kill: bool = True,
+                        holder_seconds: float = 600.0, waiter_seconds: float = 0.5, lease: float | None = None,
+                        timeout: float = 120.0) -> CreatorAndWaiters:
+    """A process creates a value through ``Cache(namespace, **cache_kwargs).get_or_create`` while ``waiters`` other
+    processes ask for the same value; with ``kill`` the creator is killed (SIGKILL) once they all wait.
+
+    ``lease`` sets :data:`beaker_core.locks.DEFAULT_LEASE` in every process (None keeps the default). Creator runs
+    are counted with files in ``directory``, so any backend will do.
+    """
+    directory = os.fspath(directory)
+    namespace = f"lease-{uuid.uuid4().hex[:12]}"
+
+    def argv(role: str, seconds: float) -> list[str]:
+        return [role, directory, json.dumps(cache_kwargs), namespace, "default" if lease is None else str(lease),
+                str(seconds)]
+
+    def files(start: str) -> list[str]:
+        return [name for name in os.listdir(directory) if name.startswith(start)]
+
+    holder = subprocess.Popen([sys.executable, "-c", _CREATOR_SCRIPT, "-", *argv("holder", holder_seconds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outcome: dict[str, Any] = {}
+    try:
+        _wait_until(lambda: files("run-holder-") or holder.poll() is not None, timeout)
+        assert holder.poll() is None, f"the creator ended before it was killed:\n{holder.communicate()[1]}"
+
+        def wait_in_processes() -> None:
+            try:
+                outcome["values"] = [json.loads(out) for out in run_scripts(
+                    directory, _CREATOR_SCRIPT, [argv(f"w{index}", waiter_seconds) for index in range(waiters)],
+                    timeout=timeout)]
+            except BaseException as exc:  # raised in the caller's thread below
+                outcome["error"] = exc
+        thread = threading.Thread(target=wait_in_processes, daemon=True)
+        thread.start()
+        _wait_until(lambda: len(files("waiting-w")) == waiters or not thread.is_alive(), timeout)
+        time.sleep(0.5)  # every waiter is past its read, waiting for the lock
+        started = time.monotonic()
+        if kill:
+            holder.send_signal(signal.SIGKILL)
+        thread.join(timeout)
+        elapsed = time.monotonic() - started
+        if "error" in outcome:
+            raise outcome["error"]
+        assert not thread.is_alive(), f"the waiters did not finish within {timeout} seconds"
+        _, err = holder.communicate(timeout=timeout)
+        assert kill or holder.returncode == 0, f"the creator failed:\n{err}"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    return CreatorAndWaiters(elapsed, len(files("run-w")), outcome["values"])
+
+
+def _wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} seconds")
+        time.sleep(0.01)
 
 
 def _in_thread(function, *args: Any) -> Any:
@@ -62,6 +158,12 @@ class LockConformanceTests(ConformanceBase):
         def make(name: str, **options: Any):
             return lock_class(name, backend=store, **{**lock_options, **options})
         return make
+
+    def lease_options(self, registry, lock_type: str, lease: float) -> dict[str, Any]:
+        """``lease`` (with a long ``expire``) for a lock type that takes one; nothing for the others."""
+        if "lease" not in inspect.signature(registry.lock_class(lock_type)).parameters:
+            return {}
+        return {"lease": lease, "expire": 60}
 
     def test_acquire_release_and_acquire_again(self, make_lock, prefix):
         lock = make_lock(prefix + "lock")
@@ -189,3 +291,30 @@ class LockConformanceTests(ConformanceBase):
         lock = make_lock(prefix + "lock", expire=expire)
         assert lock.acquire(True, expire + self.ttl_resolution + 5) is True
         lock.release()
+
+    @pytest.mark.slow
+    def test_holder_working_longer_than_its_lease_keeps_the_lock(self, make_lock, registry, tested_lock_type,
+                                                                 prefix):
+        holder = make_lock(prefix + "lock", **self.lease_options(registry, tested_lock_type, 0.8))
+        assert holder.acquire(True, 5)
+        try:
+            deadline = time.monotonic() + 2.5 * getattr(holder, "lease", 0.8)
+            while time.monotonic() < deadline:
+                assert _in_thread(make_lock(prefix + "lock").acquire, False) is False
+                time.sleep(0.1)
+        finally:
+            holder.release()
+        assert _in_thread(make_lock(prefix + "lock").acquire, True, 5) is True
+
+    @pytest.mark.slow
+    @requires("shared")
+    def test_killed_creator_leaves_one_waiter_to_create_the_value(
+            self, tmp_path, make_lock, registry, backend_options, tested_lock_type):
+        lease = 1.0
+        probe = make_lock("probe", **self.lease_options(registry, tested_lock_type, lease))
+        outcome = creator_and_waiters(tmp_path, {"type": self.backend, "lock_type": tested_lock_type,
+                                                 **backend_options}, lease=lease)
+        assert outcome.runs == 1, outcome
+        assert len(set(outcome.values)) == 1, outcome
+        # within the lease (a file lock frees at once), not after the waiters' lock_timeout of 30 seconds
+        assert outcome.elapsed < getattr(probe, "lease", 0.0) + self.ttl_resolution + 6, outcome

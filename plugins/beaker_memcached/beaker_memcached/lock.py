@@ -1,18 +1,22 @@
-"""The ``memcached`` lock: a distributed lock built on memcached's atomic ``add``, with an expiry.
+"""The ``memcached`` lock: a distributed lock built on memcached's atomic ``add``, kept as a lease.
 
 :param backend: the memcached backend (a :class:`~beaker_memcached.backend.MemcachedBackend`) whose servers hold
     the lock; the lock key is mapped like any other key, so it lives on one of them.
 :param url: memcached servers to use when ``backend`` is not a memcached backend (one shared backend per url).
-:param expire: seconds after which the lock frees itself, so a crashed holder never blocks anyone longer
-    (rounded up to whole seconds, memcached's resolution); default 30.
+:param lease: seconds the lock outlives a holder that died (killed, or its machine gone): the expiry of the item,
+    renewed every third of it while the lock is held; default 5, at least 2 (memcached counts expiry in whole
+    seconds and may end an item up to one second early), never more than ``expire``. Rounded up to whole seconds.
+:param expire: the longest one holder keeps the lock, in seconds: renewals stop then, so a holder that hangs frees
+    the lock too; default 30. The cache passes its ``lock_expire`` (default 60).
 :param timeout: seconds ``with lock:`` waits before raising :class:`~beaker_core.exceptions.LockTimeout`
     (None waits forever); default 30.
 
-Acquiring is ``add <prefix>beaker-lock:<name> <random token>`` with the expiry, repeated with growing sleeps (1 ms
-doubling up to 50 ms). Releasing checks the token, as far as memcached allows: ``gets`` reads the holder's token and
-its CAS id; only if the token is this acquisition's, ``cas`` overwrites it with a short-lived tombstone (which fails
-if anyone changed the item since) and the tombstone is deleted. A holder whose lock expired and was taken by another
-therefore leaves the new holder's lock alone.
+Acquiring is ``add <prefix>beaker-lock:<name> <random token>`` with the lease as expiry, repeated with growing sleeps
+(1 ms doubling up to 50 ms). Renewing and releasing check the token with memcached's compare-and-set: ``gets`` reads
+the holder's token and its CAS id; only if the token is this acquisition's, ``cas`` writes it again with a new expiry
+(renewal) or overwrites it with a short-lived tombstone that is then deleted (release). ``cas`` fails if anyone
+changed the item since the ``gets``, so a holder whose lease was lost (the server restarted, or the item expired and
+another holder took it) never extends nor frees the next holder's lock: it logs a warning and finishes its work.
 
 When the server holding the lock cannot be reached, the lock follows its backend's ``strict`` option. A strict
 backend raises :class:`~beaker_core.exceptions.BackendError` naming the server. By default the lock is granted
@@ -42,6 +46,7 @@ class MemcachedLock(TokenLock):
 
     kind = "memcached"
     backend_class = MemcachedBackend
+    shortest_lease = 2.0  # an item may expire up to a second early: a 1 s lease could lapse between renewals
 
     def _url_key(self, url: Any) -> Any:
         if isinstance(url, (list, tuple)):  # a list of servers, as the backend takes it
@@ -50,7 +55,7 @@ class MemcachedLock(TokenLock):
 
     def _prepare(self) -> None:
         self._mapped, self._node = self.backend._locate(LOCK_MARK + self.name)
-        self._expire = max(1, math.ceil(self.expire))
+        self._lease = _whole_seconds(self.lease)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.backend._raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
@@ -75,10 +80,25 @@ class MemcachedLock(TokenLock):
         if self._node.down_until and self._node.skipped():
             return self._degraded(None)
         try:
-            taken = self._node.client().add(self._mapped, token, self._expire, noreply=False)
+            taken = self._node.client().add(self._mapped, token, self._lease, noreply=False)
         except self.backend._errors as exc:
             return self._degraded(exc)
         return token if taken else None
+
+    def _renew(self, token: Any, ttl: float) -> bool:
+        if token is _DEGRADED:
+            return True
+        if self._node.down_until and self._node.skipped():  # fail fast, as every call to a server marked down
+            raise BackendError(f"memcached server {self._node.address} is down ({self.backend.describe()}): "
+                               f"{self._node.last_error}")
+        try:
+            client = self._node.client()
+            holder, cas_id = client.gets(self._mapped)
+            return holder == token and bool(client.cas(self._mapped, token, cas_id, _whole_seconds(ttl),
+                                                       noreply=False))
+        except self.backend._errors as exc:
+            self._failed("renewing", exc)
+            raise  # not reached: _failed raises the BackendError
 
     def _give_back(self, token: Any) -> bool:
         if token is _DEGRADED:
@@ -97,3 +117,7 @@ class MemcachedLock(TokenLock):
                     raise
                 return True  # the server went down while the lock was held: the lock went with it
         return False
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
