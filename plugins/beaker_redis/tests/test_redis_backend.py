@@ -300,8 +300,8 @@ def test_server_stopped_while_in_use_gives_backend_error_then_recovers(server_fa
 
 # -- the lock ----------------------------------------------------------------------------------------------------
 
-def test_lock_key_lives_under_the_prefix_with_its_expiry(store, raw, prefix):
-    lock = RedisLock("job", backend=store, expire=20)
+def test_lock_key_lives_under_the_prefix_with_its_lease(store, raw, prefix):
+    lock = RedisLock("job", backend=store, expire=60, lease=20)
     with lock:
         assert lock.held
         assert 19 <= raw.ttl(prefix + "beaker-lock:job") <= 20
