@@ -1,15 +1,22 @@
-"""What is special to the ``dbm`` backend: the lock file, cross-process visibility, corrupt data, cleanup, options."""
+"""What is special to the ``dbm`` backend: the lock file, cross-process visibility, corrupt data, cleanup, options, and
+the ``dumb`` store: a write cut short, reused space, a full disk; no error when collected at interpreter exit."""
 from __future__ import annotations
 
 import dbm
+import dbm.dumb
+import errno
+import gc
 import importlib.util
 import os
+import struct
+import sys
 import time
 import types
 
 import pytest
 
 from beaker_core.backends import dbm as dbm_backend
+from beaker_core.backends import dumbstore
 from beaker_core.backends.dbm import DBMBackend
 from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.testing.concurrency import run_scripts
@@ -82,12 +89,18 @@ def test_odd_keys_stay_inside_data_dir(tmp_path):
 
 
 def test_corrupt_value_is_a_miss_and_removed(backend):
+    """A value whose checksum fails (torn, damaged, or another key's) is a miss, whatever the dbm module."""
     backend.set("good", b"v")
+    backend.set("other", b"value of other")
     with backend._access(write=True) as database:
+        stored = database.get(b"other")
         database[b"short"] = b"\x01"
-        database[b"flags"] = b"\x07" + b"\x00" * 8 + b"value"
+        database[b"moved"] = stored  # whole, but the checksum covers the key
+        database[b"torn"] = stored[:-3] + b"xyz"
+        database[b"flags"] = dbm_backend._encode(b"flags", b"value", None)[:4] + b"\x07" + b"\x00" * 8 + b"value"
     assert backend.get("short") is None
-    assert backend.get_many(["flags", "good"]) == [None, b"v"]
+    assert backend.get_many(["flags", "good", "moved", "torn", "other"]) == [None, b"v", None, None, b"value of other"]
+    backend.delete("other")
     with backend._access(write=False) as database:
         assert sorted(database.keys()) == [b"good"]
 
@@ -123,11 +136,108 @@ def test_keys_and_cleanup(backend):
     assert backend.get("grows") == b"x" * (600 * 39)
     assert backend.get("user:1") == b"v" * 2000
     if size_before is not None:
-        assert os.path.getsize(dat) < size_before / 5
-        assert not [name for name in os.listdir(backend.data_dir) if "rebuild" in name or name.endswith(".bak")]
+        # later writes reuse the space of replaced values (else the 40 values of "grows" would take 470 KB), and
+        # cleanup moves the live ones together and cuts the file after them
+        live = sum(-(-size // 512) * 512 for size in (2013, 2013, 2013, 600 * 39 + 13))
+        assert size_before < 3 * live
+        assert os.path.getsize(dat) <= live
+        assert sorted(os.listdir(backend.data_dir)) == [f"beaker.dbm{ext}" for ext in (".bak", ".dat", ".dir", ".lock")]
     assert backend.cleanup() == 0
     assert backend.delete_prefix("user:") == 2
     assert sorted(backend.keys()) == ["grows", "item:1"]
+
+
+def index_headers(backend) -> dict[str, tuple[int, int]]:
+    """``(sequence, length with the header)`` of the index in each index file of a dumb database."""
+    headers = {}
+    for ext in (".dir", ".bak"):
+        with open(backend.path + ext, "rb") as index:
+            _, _, sequence, length = struct.unpack(">4sIQQ", index.read(24))
+        headers[ext] = sequence, 24 + length
+    return headers
+
+
+def test_dumb_a_write_cut_short_leaves_the_previous_state(backend):
+    """What a writer killed while it writes the index leaves: the other index file, and the values it points to."""
+    backend.set("k", b"one" * 100)
+    backend.set("j", b"j")
+    backend.set("k", b"two" * 100)  # the same size: dbm.dumb would have written it over the first one
+    headers = index_headers(backend)
+    newest = max(headers, key=lambda ext: headers[ext][0])
+    for cut in (headers[newest][1] - 1, 40, 10, 2, 0):
+        os.truncate(backend.path + newest, cut)
+        other = DBMBackend(data_dir=backend.data_dir)
+        assert other.get_many(["k", "j"]) == [b"one" * 100, b"j"]
+        other.close()
+    backend.set("k", b"three")  # the next write starts from the state that was read
+    assert DBMBackend(data_dir=backend.data_dir).get_many(["k", "j"]) == [b"three", b"j"]
+
+
+def test_dumb_reuses_the_space_of_deleted_values(backend):
+    for round in range(30):
+        for index in range(10):
+            backend.set(f"k{index}", bytes([round]) * (500 + 100 * index))
+        backend.delete(f"k{round % 10}")
+    assert os.path.getsize(backend.path + ".dat") < 3 * sum(-(-(513 + 100 * index) // 512) * 512 for index in range(10))
+    assert backend.get("k1") == bytes([29]) * 600
+
+
+def no_room_beyond(monkeypatch, limits: dict[int, int]) -> None:
+    """Make os.pwrite fail with ENOSPC past ``limits[inode]`` for those files, and past the current size of any
+    other file under the test's data directory: a full disk."""
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):
+        info = os.fstat(fd)
+        limit = limits.get(info.st_ino, info.st_size)
+        if offset + len(data) > limit:
+            written = real_pwrite(fd, bytes(data[:max(0, limit - offset)]), offset) if offset < limit else 0
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return written
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def test_dumb_on_a_full_disk_deletes_work_and_free_space_for_writes(backend, monkeypatch):
+    for index in range(20):
+        backend.set(f"k{index}", b"v" * 2000)
+    dat = backend.path + ".dat"
+    size = os.path.getsize(dat)
+    no_room_beyond(monkeypatch, {os.stat(dat).st_ino: size})
+    with pytest.raises(BackendError, match="No space left on device"):
+        backend.set("big", b"b" * 15_000)
+    assert backend.delete("k3") is True  # writes a shorter index over the older one: no new space needed
+    backend.set("k3", b"w" * 2000)  # into the blocks k3 had
+    for index in range(0, 20, 2):
+        backend.delete(f"k{index}")
+    # fits once the values are moved into the space of the deleted ones (a compaction, no cleanup() needed)
+    backend.set("big", b"b" * 15_000)
+    assert os.path.getsize(dat) <= size
+    other = DBMBackend(data_dir=backend.data_dir)
+    assert other.get("big") == b"b" * 15_000
+    assert other.get_many([f"k{index}" for index in range(20)]) == [
+        None if index % 2 == 0 else b"w" * 2000 if index == 3 else b"v" * 2000 for index in range(20)]
+    other.close()
+
+
+def test_no_error_when_collected_at_interpreter_exit(tmp_path, monkeypatch):
+    """At exit the module's globals may be gone (None) before a backend is collected: no 'Exception ignored'."""
+    backend = DBMBackend(data_dir=str(tmp_path / "data"))
+    backend.get("k")  # opens the lock file
+    fd = backend._lock_fd
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for module in (dbm_backend, dumbstore):
+        monkeypatch.setattr(module, "os", None)
+        monkeypatch.setattr(module, "contextlib", None, raising=False)
+    del backend  # with its reader, an open database
+    gc.collect()
+    monkeypatch.undo()
+    assert unraisable == []
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed
 
 
 def test_forked_child_does_not_share_the_parents_lock(backend):
@@ -153,17 +263,29 @@ def test_data_dir_under_a_regular_file_is_a_backend_error(tmp_path):
 
 
 def test_damaged_database_is_a_backend_error(tmp_path, backend):
-    if backend.module_name != "dumb":
-        pytest.skip("damages the index of a dbm.dumb database")
     backend.set("k", b"v")
     with open(backend.path + ".dir", "w") as handle:
         handle.write("this is not an index\n")
-    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm.*not an index"):
         backend.get("k")
-    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm.*not an index"):
         backend.set("k", b"v")
-    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm"):
-        DBMBackend(data_dir=backend.data_dir)
+    with pytest.raises(BackendError, match="dbm backend at .*beaker.dbm.*not an index"):
+        DBMBackend(data_dir=backend.data_dir).get("k")
+
+
+def test_a_dbm_dumb_database_is_refused(tmp_path):
+    """dbm.dumb's index is not this store's: a clear error, not an empty database written over it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with dbm.dumb.open(str(data / "beaker.dbm"), "c") as database:
+        database[b"k"] = b"v"
+    backend = DBMBackend(data_dir=str(data))
+    assert backend.module_name == "dumb"
+    with pytest.raises(BackendError, match="not an index of beaker-core's dumb store"):
+        backend.get("k")
+    with open(data / "beaker.dbm.dir", "rb") as index:
+        assert index.read().startswith(b"'k'")
 
 
 def test_unknown_database_format_is_a_backend_error(tmp_path):
@@ -191,17 +313,24 @@ def test_options(tmp_path):
             DBMBackend(data_dir=str(tmp_path / "c"), **{option: wrong})
     backend = DBMBackend(data_dir=str(tmp_path / "a"), lock_dir=str(tmp_path / "locks"), dbm_module="dumb")
     assert backend.module_name == "dumb"
-    assert backend.describe() == f"dbm backend at {tmp_path / 'a'} (dbm.dumb)"
+    assert backend.describe() == f"dbm backend at {tmp_path / 'a'} (dumb)"
     assert backend.preferred_lock == "file" and backend.shared is True
     backend.close()
     if not HAS_GNU:
         with pytest.raises(ConfigurationError, match="dbm_module 'gnu' is not available"):
             DBMBackend(data_dir=str(tmp_path / "b"), dbm_module="gnu")
     assert DBMBackend(data_dir=str(tmp_path / "a"), dbm_module="auto").module_name == "dumb"
+    with pytest.raises(ConfigurationError, match="fsync"):
+        DBMBackend(data_dir=str(tmp_path / "a"), fsync="sometimes")
+    synced = DBMBackend(data_dir=str(tmp_path / "a"), fsync="true")
+    assert synced.fsync is True
+    synced.set("k", b"v")
+    assert DBMBackend(data_dir=str(tmp_path / "a")).get("k") == b"v"
+    synced.close()
 
 
 def test_cleanup_keeps_the_file_mode(tmp_path, monkeypatch):
-    """The files a cleanup writes anew (dumb's rebuild, gnu's reorganize) get file_mode exactly, as the first ones."""
+    """The files a cleanup writes (dumb's compaction, gnu's reorganize) get file_mode exactly, as the first ones."""
     previous = os.umask(0o022)
     try:
         backend = DBMBackend(data_dir=str(tmp_path / "data"), file_mode="0660")
@@ -222,11 +351,14 @@ def test_cleanup_keeps_the_file_mode(tmp_path, monkeypatch):
 # cannot apply here is not collected rather than skipped.
 if HAS_GNU:
     def test_module_of_an_existing_database_is_kept(tmp_path):
-        DBMBackend(data_dir=str(tmp_path), dbm_module="dumb").close()
-        assert dbm.whichdb(str(tmp_path / "beaker.dbm")) == "dbm.dumb"
-        with pytest.raises(ConfigurationError, match="written by dbm.dumb"):
-            DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
-        assert DBMBackend(data_dir=str(tmp_path)).module_name == "dumb"
+        DBMBackend(data_dir=str(tmp_path), dbm_module="gnu").close()
+        assert DBMBackend(data_dir=str(tmp_path)).module_name == "gnu"
+        with pytest.raises(ConfigurationError, match="written with dbm_module 'gnu'"):
+            DBMBackend(data_dir=str(tmp_path), dbm_module="dumb")
+        DBMBackend(data_dir=str(tmp_path / "other")).close()
+        with pytest.raises(ConfigurationError, match="written with dbm_module 'dumb'"):
+            DBMBackend(data_dir=str(tmp_path / "other"), dbm_module="gnu")
+        assert DBMBackend(data_dir=str(tmp_path / "other")).module_name == "dumb"
 
     def test_gnu_module(tmp_path):
         backend = DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")

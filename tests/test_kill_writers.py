@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import inspect
 import os
 import random
@@ -48,14 +47,6 @@ SESSION_KEY = "session"  # the log's name for the session's payload
 SIZES = (10, 200, 3000, 40_000, 300_000, 1_000_000)
 PROMPT_ACQUIRE = 1.0
 TEAR = 0.05  # every other writer kills itself in the middle of one write in twenty (about)
-# the module a new dbm database uses here: the first of gnu, ndbm, dumb that this Python has
-DBM_MODULE = next(name for name, extension in (("gnu", "_gdbm"), ("ndbm", "_dbm"), ("dumb", "os"))
-                  if importlib.util.find_spec(extension) is not None)
-DUMB_IS_NOT_CRASH_SAFE = pytest.mark.xfail(
-    DBM_MODULE == "dumb", strict=False,
-    reason="dbm.dumb overwrites a value in place when it fits its blocks and rewrites the index (.dir) in place at "
-           "close: a writer killed between the two leaves the old index over the new bytes (a torn value is read), "
-           "and one killed while the index is rewritten leaves it empty or cut (keys read as misses)")
 
 WRITER = r"""
 import hashlib, os, random, signal, sys
@@ -240,7 +231,7 @@ def check_after_kill(writers: Writers, backend, started: dict[str, list[int]]) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["file", pytest.param("dbm", marks=DUMB_IS_NOT_CRASH_SAFE)])
+@pytest.mark.parametrize("kind", ["file", "dbm"])
 def test_killed_writers_leave_whole_values_and_no_stale_lock(kind, tmp_path):
     backend = (FileBackend if kind == "file" else DBMBackend)(data_dir=str(tmp_path / "data"))
     first = Session({}, type=kind, data_dir=str(tmp_path / "data"))

@@ -1,26 +1,48 @@
-"""The ``dbm`` backend: one database of Python's :mod:`dbm` family in a directory, shared by local processes.
+"""The ``dbm`` backend: one key-value database in a directory, shared by the processes of one machine.
 
 :param data_dir: the directory that holds the database (required; created if absent). The database is
     ``<data_dir>/beaker.dbm`` (plus the extensions its module adds) and its lock file ``<data_dir>/beaker.dbm.lock``.
 :param lock_dir: accepted for Beaker compatibility and read by the ``file`` lock (see the file backend).
-:param dbm_module: ``"gnu"``, ``"ndbm"`` or ``"dumb"`` to choose the implementation of a new database; by default
-    (``None`` or ``"auto"``) an existing database keeps the module that wrote it, and a new one uses the first of
-    gnu, ndbm, dumb that this Python has. Naming a module that is missing, or that differs from the one of the
-    existing database, is a configuration error.
+:param dbm_module: ``"dumb"``, ``"gnu"`` or ``"ndbm"``: the implementation of a new database. By default (``None``
+    or ``"auto"``) an existing database keeps the module that wrote it, and a new one uses ``dumb``, the only one
+    that a killed writer cannot damage (below). Naming a module that this Python lacks, or that differs from the one
+    of the existing database, is a configuration error.
 :param file_mode: permission bits of the database and lock files, whatever the umask: an int or an octal string
     (``"0660"``). Default ``0o600``, as the database holds the keys (session ids) in clear; widen it for accounts of
     one group sharing the database.
 :param dir_mode: permission bits of the directories it creates (the data directory and its missing parents, the
     lock directory). Default ``0o700``. Both options are checked, and an existing data directory is treated, as by
     the ``file`` backend: left as it is, with one warning at startup when it is wider than ``dir_mode``.
+:param fsync: flush each write to the disk before the call returns (slower; ``dumb`` and ``gnu`` only). Without it
+    a process killed at any moment still loses nothing written, but a power loss or kernel crash may take keys back
+    to an older value or lose them (misses). Either way a torn value is never returned. Default false.
 
-Keys are stored as their UTF-8 bytes; a value is a 9-byte header (a flag and the float64 deadline) then the bytes.
+Keys are stored as their UTF-8 bytes; a value is a 13-byte header (a CRC32 of the key, of the rest of the header
+and of the value; a flag; the float64 deadline) then the bytes. A value that does not check (torn, or left under
+another key) is a miss and is removed, whatever the module.
+
+``dumb``, the default, is beaker-core's own store (:mod:`beaker_core.backends.dumbstore`): dbm.dumb's layout of a
+data file and an index read whole, written so that a crash loses nothing. A value never overwrites a live one, and
+a write takes effect all at once when its index is written over the older of two index files (each with a sequence
+number and a CRC32), so a writer killed at any moment leaves every key with its previous value or its new one:
+never a torn value, never a lost key. Later writes reuse the space of deleted and replaced values. On a full disk a
+delete still works (its index goes into pages the index files already have), and a write that finds no room moves
+values into the free space, gives the rest back to the file system and tries once more: it fails (ENOSPC) when the
+live values and the new one do not fit, or when a free run is left that no value farther in the file fits into.
+``dbm.dumb`` cannot read this store, and a database written by ``dbm.dumb`` (or by an earlier version of
+beaker-core) is refused with an error naming its index: remove its files.
+
+``gnu`` and ``ndbm`` (Python's :mod:`dbm.gnu` and :mod:`dbm.ndbm`) are used for a database they wrote, or when
+named. With many keys their writes cost less (they do not rewrite an index), but they are not crash-safe: gdbm
+writes a value of the same size over the old one, so a writer killed inside that write leaves it torn, which the
+checksum turns into a miss (the value is lost); neither library promises that its files survive a writer killed
+inside a write.
 
 No dbm module is safe between processes, so every access takes an ``flock`` on the lock file: shared to read,
 exclusive to write. A read keeps its database handle open for the next reads as long as nobody wrote: a writer
 increments a counter stored in the lock file before it changes anything, and a reader whose handle predates the
-counter's value reopens the database (a reopen reads the database's index; for ``dumb`` that is the whole ``.dir``
-file). A write always opens the database, changes it and closes it, so that the next process sees the change; with
+counter's value reopens the database (a reopen reads the database's index; for ``dumb`` that is the whole index).
+A write always opens the database, changes it and closes it, so that the next process sees the change; with
 ``dumb`` each write therefore costs time proportional to the number of keys. Threads of one process are serialized
 by a lock of the backend object.
 
@@ -29,9 +51,8 @@ with a new database, by the next write. Each access checks with one ``stat`` tha
 the one at its path, and when it is not, opens the new one and drops its database handle. Removing the lock file
 alone is still a mistake: a process writing at that moment holds the old one, so another may write alongside it.
 
-``dumb`` never reuses the space of deleted or grown values: :meth:`DBMBackend.cleanup` rebuilds its files from the
-live entries (``gnu`` is reorganized instead). ``dumb`` is not crash-safe: a process killed while it rewrites the
-index can lose the database; prefer the ``file`` backend where that matters.
+:meth:`DBMBackend.cleanup` removes expired and corrupt entries and gives free space back to the file system:
+``dumb`` compacts its data file in place (which needs no free space), ``gnu`` is reorganized.
 """
 from __future__ import annotations
 
@@ -45,49 +66,64 @@ import stat
 import struct
 import threading
 import time
+import zlib
 from typing import Any, Iterable, Iterator
 
 from ..exceptions import BackendError, ConfigurationError
-from ..util import unknown_options
-from . import Backend, check_delta, deadline
+from ..util import coerce_bool, unknown_options
+from . import Backend, check_delta, deadline, dumbstore
 from .file import (create_file, directory_option, fcntl, file_modes, make_directory, refuse_links, require_flock,
                    warn_if_open)
 
-_HEADER = struct.Struct(">Bd")
+_HEADER = struct.Struct(">IBd")  # crc32 of the key and of what follows it | flags | deadline
+_FIELDS = struct.Struct(">Bd")
+_CRC = struct.Struct(">I")
 _HAS_DEADLINE = 1
 _COUNTER = struct.Struct(">Q")
-_MODULES = ("gnu", "ndbm", "dumb")
+_MODULES = ("dumb", "gnu", "ndbm")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-# A damaged dumb index fails in ast.literal_eval when the database is opened.
-_OPEN_ERRORS = (SyntaxError, ValueError, MemoryError, RecursionError)
+_OPEN_ERRORS = (dumbstore.DamagedIndex,)
 
 
-def _encode(value: bytes, expires: float | None) -> bytes:
-    return _HEADER.pack(0 if expires is None else _HAS_DEADLINE, expires or 0.0) + value
+def _encode(raw_key: bytes, value: bytes, expires: float | None) -> bytes:
+    fields = _FIELDS.pack(0 if expires is None else _HAS_DEADLINE, expires or 0.0)
+    return _CRC.pack(zlib.crc32(value, zlib.crc32(fields, zlib.crc32(raw_key)))) + fields + value
 
 
-def _decode(stored: bytes) -> tuple[bytes, float | None] | None:
-    """``(value, deadline)``, or None for bytes that are not an entry."""
+def _decode(raw_key: bytes, stored: bytes) -> tuple[bytes, float | None] | None:
+    """``(value, deadline)``, or None for bytes that are not a whole entry of ``raw_key``."""
     if len(stored) < _HEADER.size:
         return None
-    flags, expires = _HEADER.unpack_from(stored)
+    crc, flags, expires = _HEADER.unpack_from(stored)
+    if zlib.crc32(memoryview(stored)[_CRC.size:], zlib.crc32(raw_key)) != crc:
+        return None
     if flags & ~_HAS_DEADLINE or (flags and not math.isfinite(expires)):
         return None
     return stored[_HEADER.size:], (expires if flags else None)
 
 
-def _live(stored: bytes | None, now: float) -> tuple[bytes, float | None] | None:
-    entry = _decode(stored) if stored is not None else None
+def _live(raw_key: bytes, stored: bytes | None, now: float) -> tuple[bytes, float | None] | None:
+    entry = _decode(raw_key, stored) if stored is not None else None
     if entry is None or (entry[1] is not None and entry[1] <= now):
         return None
     return entry
 
 
 def _import(module: str) -> Any:
+    if module == "dumb":
+        return dumbstore
     try:
         return importlib.import_module(f"dbm.{module}")
     except ImportError:
         return None
+
+
+def _existing_module(path: str) -> str | None:
+    """The module of the database at ``path``, None when there is none, "" for a file that is not a database."""
+    if dumbstore.recognizes(path):
+        return "dumb"
+    found = dbm.whichdb(path)
+    return found[len("dbm."):] if found else found
 
 
 class DBMBackend(Backend):
@@ -98,9 +134,10 @@ class DBMBackend(Backend):
     shared = True
 
     def __init__(self, data_dir: Any = None, lock_dir: Any = None, dbm_module: Any = None, file_mode: Any = None,
-                 dir_mode: Any = None, **unknown: Any):
+                 dir_mode: Any = None, fsync: Any = False, **unknown: Any):
         if unknown:
-            unknown_options("the dbm backend", unknown, ("data_dir", "lock_dir", "dbm_module", "file_mode", "dir_mode"))
+            unknown_options("the dbm backend", unknown,
+                            ("data_dir", "lock_dir", "dbm_module", "file_mode", "dir_mode", "fsync"))
         require_flock("the dbm backend")
         self.data_dir = directory_option("data_dir", data_dir, required=True, owner="the dbm backend")
         self.lock_dir = directory_option("lock_dir", lock_dir, required=False, owner="the dbm backend")
@@ -111,31 +148,33 @@ class DBMBackend(Backend):
         warn_if_open(self.data_dir, self.dir_mode, f"dbm backend at {self.data_dir}")
         # a data directory configured as a link stays allowed to be one when a write recreates what it leads to
         self._data_dir_is_link = os.path.islink(self.data_dir)
-        self.module_name = self._choose_module(dbm_module)
+        self.fsync = coerce_bool("fsync", fsync)
+        existing = _existing_module(self.path)
+        self.module_name = self._choose_module(dbm_module, existing)
+        if self.fsync and self.module_name == "ndbm":
+            raise ConfigurationError("fsync is not available with dbm_module ndbm (dbm.ndbm cannot flush its files)")
         self._module = _import(self.module_name)
-        self._errors = tuple({OSError, *dbm.error, self._module.error})
+        self._errors = tuple({OSError, *dbm.error, getattr(self._module, "error", OSError)})
         self._lock_fd: int | None = None
         self._lock_id: tuple[int, int] | None = None
         # set when this process created the lock file, so probably the database too: gnu and ndbm create theirs with
         # the mode minus the umask, and the next write gives this process's files file_mode exactly
         self._new_files = False
         self._reset()
-        if dbm.whichdb(self.path) is None:
+        if existing is None:
             with self._access(write=True):
                 pass  # creates the database, so that readers can always open it
 
-    def _choose_module(self, option: Any) -> str:
+    def _choose_module(self, option: Any, existing: str | None) -> str:
         if option is not None and (not isinstance(option, str) or option.strip().lower() not in _MODULES + ("auto",)):
             raise ConfigurationError(f"dbm_module must be one of {', '.join(_MODULES)} or auto, not {option!r}")
         wanted = None if option is None or option.strip().lower() == "auto" else option.strip().lower()
-        existing = dbm.whichdb(self.path)
         if existing == "":
             raise BackendError(f"dbm backend at {self.data_dir}: {self.path} is not a dbm database")
-        existing = existing[len("dbm."):] if existing else None
         if wanted and existing and wanted != existing:
             raise ConfigurationError(
-                f"dbm_module is {wanted!r} but the database {self.path} was written by dbm.{existing}")
-        chosen = wanted or existing or next(name for name in _MODULES if _import(name) is not None)
+                f"dbm_module is {wanted!r} but the database {self.path} was written with dbm_module {existing!r}")
+        chosen = wanted or existing or "dumb"
         if _import(chosen) is None:
             available = ", ".join(name for name in _MODULES if _import(name) is not None)
             if existing == chosen:
@@ -161,16 +200,14 @@ class DBMBackend(Backend):
         self._reader: Any = None
         self._reader_generation = -1
 
-    def _open_db(self, write: bool, path: str | None = None, flag: str | None = None) -> Any:
-        path = path or self.path
-        flag = flag or ("c" if write else "r")
+    def _open_db(self, write: bool) -> Any:
+        flag = "c" if write else "r"
+        if self.module_name == "dumb":
+            return dumbstore.DumbStore(self.path, flag, self.file_mode, self.fsync)
         if self.module_name == "gnu":
-            return self._module.open(path, flag + "u", self.file_mode)  # "u": our flock does the locking
-        if self.module_name == "dumb" and hasattr(self._module, "_Database"):
-            # dbm.dumb.open sets the process umask to 0 and back on every call, which races with files other
-            # threads create; its database class takes the final mode directly.
-            return self._module._Database(path, self.file_mode, flag=flag)
-        return self._module.open(path, flag, self.file_mode)
+            # "u": our flock does the locking; "s": every change is flushed to the disk
+            return self._module.open(self.path, flag + "u" + ("s" if self.fsync else ""), self.file_mode)
+        return self._module.open(self.path, flag, self.file_mode)
 
     def _generation(self) -> int:
         raw = os.pread(self._lock_fd, _COUNTER.size, 0)
@@ -323,7 +360,7 @@ class DBMBackend(Backend):
         values = []
         dead = []
         for raw_key, item in zip(raw_keys, stored):
-            entry = _live(item, now)
+            entry = _live(raw_key, item, now)
             values.append(entry[0] if entry is not None else None)
             if item is not None and entry is None:
                 dead.append(raw_key)
@@ -333,26 +370,31 @@ class DBMBackend(Backend):
 
     def _remove_dead(self, raw_keys: list[bytes]) -> int:
         """Delete the entries that are (still, under the write lock) expired or corrupt."""
-        removed = 0
         with self._access(write=True) as database:
-            now = time.time()
-            for raw_key in raw_keys:
-                item = database.get(raw_key)
-                if item is not None and _live(item, now) is None:
-                    del database[raw_key]
-                    removed += 1
+            return self._remove_dead_in(database, raw_keys)
+
+    @staticmethod
+    def _remove_dead_in(database: Any, raw_keys: list[bytes]) -> int:
+        removed = 0
+        now = time.time()
+        for raw_key in raw_keys:
+            item = database.get(raw_key)
+            if item is not None and _live(raw_key, item, now) is None:
+                del database[raw_key]
+                removed += 1
         return removed
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        stored = _encode(self._value(key, value), deadline(ttl))
+        raw_key = self._key(key)
+        stored = _encode(raw_key, self._value(key, value), deadline(ttl))
         with self._access(write=True) as database:
-            database[self._key(key)] = stored
+            database[raw_key] = stored
 
     def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        stored = _encode(self._value(key, value), deadline(ttl))
         raw_key = self._key(key)
+        stored = _encode(raw_key, self._value(key, value), deadline(ttl))
         with self._access(write=True) as database:
-            if _live(database.get(raw_key), time.time()) is not None:
+            if _live(raw_key, database.get(raw_key), time.time()) is not None:
                 return False
             database[raw_key] = stored
             return True
@@ -364,16 +406,16 @@ class DBMBackend(Backend):
             if item is None:
                 return False
             del database[raw_key]
-            return _live(item, time.time()) is not None
+            return _live(raw_key, item, time.time()) is not None
 
     def touch(self, key: str, ttl: float | None) -> bool:
         raw_key = self._key(key)
         expires = deadline(ttl)
         with self._access(write=True) as database:
-            entry = _live(database.get(raw_key), time.time())
+            entry = _live(raw_key, database.get(raw_key), time.time())
             if entry is None:
                 return False
-            database[raw_key] = _encode(entry[0], expires)
+            database[raw_key] = _encode(raw_key, entry[0], expires)
             return True
 
     def incr(self, key: str, delta: int = 1) -> int:
@@ -381,12 +423,12 @@ class DBMBackend(Backend):
         check_delta(delta)
         raw_key = self._key(key)
         with self._access(write=True) as database:
-            entry = _live(database.get(raw_key), time.time())
+            entry = _live(raw_key, database.get(raw_key), time.time())
             try:
                 number = (int(entry[0]) if entry is not None else 0) + delta
             except ValueError:
                 raise ValueError(f"the value under {key!r} is not an integer, cannot increment it") from None
-            database[raw_key] = _encode(str(number).encode("ascii"), entry[1] if entry is not None else None)
+            database[raw_key] = _encode(raw_key, str(number).encode("ascii"), entry[1] if entry is not None else None)
             return number
 
     def keys(self, prefix: str = "") -> Iterator[str]:
@@ -396,60 +438,29 @@ class DBMBackend(Backend):
         found = []
         for raw_key, item in items:
             key = raw_key.decode("utf-8", "surrogatepass")
-            if key.startswith(prefix) and _live(item, now) is not None:
+            if key.startswith(prefix) and _live(raw_key, item, now) is not None:
                 found.append(key)
         return iter(found)
 
     def cleanup(self) -> int:
-        """Remove expired and corrupt entries, and give their space back (rebuild for dumb, reorganize for gnu)."""
+        """Remove expired and corrupt entries, and give free space back: compact dumb's data file (in place: it needs
+        no free space), reorganize gnu."""
         with self._access(write=False) as database:
             now = time.time()
-            dead = []
-            used = 0
-            for raw_key in list(database.keys()):
-                item = database.get(raw_key)
-                if _live(item, now) is None:
-                    dead.append(raw_key)
-                elif item is not None:
-                    used += -(-len(item) // 512) * 512  # dumb stores values in 512-byte blocks
+            dead = [raw_key for raw_key in list(database.keys()) if _live(raw_key, database.get(raw_key), now) is None]
+            unused = database.unused_bytes() if isinstance(database, dumbstore.DumbStore) else 0
         if self.module_name == "dumb":
-            try:
-                wasted = os.path.getsize(self.path + ".dat") > 2 * used + 65536
-            except OSError:
-                wasted = False
-            return self._rebuild_dumb() if dead or wasted else 0
+            if not dead and not unused:
+                return 0
+            with self._access(write=True) as database:
+                removed = self._remove_dead_in(database, dead)
+                database.compact()
+            return removed
         removed = self._remove_dead(dead) if dead else 0
         if removed and self.module_name == "gnu":
             self._new_files = True  # reorganize writes a new file, with the mode minus the umask
             with self._access(write=True) as database:
                 database.reorganize()
-        return removed
-
-    def _rebuild_dumb(self) -> int:
-        """Copy the live entries into fresh files and swap them in (dumb deletes never free space)."""
-        fresh = self.path + ".rebuild"
-        with self._access(write=True) as database:
-            now = time.time()
-            removed = 0
-            target = self._open_db(True, path=fresh, flag="n")
-            try:
-                for raw_key in list(database.keys()):
-                    item = database[raw_key]
-                    if _live(item, now) is None:
-                        removed += 1
-                    else:
-                        target[raw_key] = item
-            finally:
-                target.close()
-            database.close()  # before the swap: closing later would write the old index over the new one
-            try:
-                os.replace(fresh + ".dat", self.path + ".dat")
-                os.replace(fresh + ".dir", self.path + ".dir")
-                for leftover in (fresh + ".bak", self.path + ".bak"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(leftover)
-            except OSError as exc:
-                raise self._error("rebuild", self.path, exc) from exc
         return removed
 
     def close(self) -> None:
@@ -463,10 +474,13 @@ class DBMBackend(Backend):
                 os.close(fd)
 
     def describe(self) -> str:
-        return f"dbm backend at {self.data_dir} (dbm.{self.module_name})"
+        return f"dbm backend at {self.data_dir} ({self.module_name})"
 
-    def __del__(self) -> None:
+    def __del__(self, _getpid: Any = os.getpid, _close: Any = os.close) -> None:
+        # what it calls is bound here: at interpreter exit this module's globals may be gone (None) before it runs
         fd = getattr(self, "_lock_fd", None)
-        if fd is not None and getattr(self, "_pid", None) == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if fd is not None and getattr(self, "_pid", None) == _getpid():
+            try:
+                _close(fd)
+            except OSError:
+                pass
