@@ -34,6 +34,7 @@ Environment:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -181,6 +182,27 @@ def memcached_command(port: int, command: str, host: str = HOST, timeout: float 
             if reply.endswith(b"\r\n") and (not multiline or reply.endswith((b"END\r\n", b"ERROR\r\n"))):
                 break
         return reply.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def stopped(server: "ServerProcess") -> Iterator[None]:
+    """The server's process stopped (SIGSTOP: the kernel still accepts its connections, and nothing answers them),
+    continued on leaving the block: a hung server."""
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    """``(seconds, result)`` of ``call()``; an exception it raises is its result."""
+    started = time.monotonic()
+    try:
+        result = call()
+    except Exception as exc:
+        result = exc
+    return time.monotonic() - started, result
 
 
 def _die_with_parent() -> None:

@@ -4,38 +4,17 @@ open) while the server is marked down, and the calls go to it again once a probe
 Each test starts a private server it may stop; the bounds on durations are generous functional bounds (a call that
 waited for the server costs seconds, one that did not, microseconds), not benchmarks.
 """
-import os
-import signal
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from beaker_core.cache import Cache
 from beaker_core.exceptions import BackendError
 from beaker_core.registry import Registry
+from beaker_core.testing.servers import stopped, timed
 from beaker_memcached.backend import MemcachedBackend
 
 FAST = 0.5  # seconds: a call that did not wait for the server
-
-
-@contextmanager
-def stopped(server):
-    """The server's process stopped (it accepts connections in the kernel and never answers), continued after."""
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
-
-
-def timed(call):
-    started = time.monotonic()
-    try:
-        result = call()
-    except Exception as exc:  # the error is part of the result
-        result = exc
-    return time.monotonic() - started, result
 
 
 def counting(values):

@@ -47,21 +47,26 @@ def join_urls(urls: Any, owner: str) -> str:
     return joined
 
 
-def _split_host_port(text: str, owner: str) -> tuple[str, int]:
+def split_host_port(text: str, owner: str, what: str = "cluster node", default_port: int = DEFAULT_PORT
+                    ) -> tuple[str, int]:
+    """``host:port``, ``[ipv6]:port`` or a bare host (an unbracketed IPv6 address is a host without a port) as
+    ``(host, port)``; ``what`` names the address in errors (a cluster node, a sentinel)."""
     text = text.strip()
     if text.startswith("["):  # [ipv6]:port
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
     else:
-        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+        host, port_text = text, ""
     if not host:
-        raise ConfigurationError(f"{owner}: a cluster node must be host:port, not {text!r}")
+        raise ConfigurationError(f"{owner}: a {what} must be host:port, not {text!r}")
     try:
-        port = int(port_text) if port_text else DEFAULT_PORT
+        port = int(port_text) if port_text else default_port
     except ValueError:
-        raise ConfigurationError(f"{owner}: invalid port in cluster node {text!r}") from None
+        raise ConfigurationError(f"{owner}: invalid port in {what} {text!r}") from None
     if not 0 < port < 65536:
-        raise ConfigurationError(f"{owner}: port out of range in cluster node {text!r}")
+        raise ConfigurationError(f"{owner}: port out of range in {what} {text!r}")
     return unquote(host), port
 
 
@@ -88,7 +93,7 @@ def parse_cluster_url(url: str, owner: str) -> Target:
                 node_options["password"] = unquote(password)
         if scheme == "rediss+cluster":
             node_options["ssl"] = True
-        nodes = [_split_host_port(part, owner) for part in authority.split(",") if part.strip()]
+        nodes = [split_host_port(part, owner) for part in authority.split(",") if part.strip()]
         display_scheme = scheme
     else:
         display_scheme = "redis+cluster"
@@ -96,7 +101,7 @@ def parse_cluster_url(url: str, owner: str) -> Target:
             if not part:
                 continue
             if "://" not in part:
-                nodes.append(_split_host_port(part, owner))
+                nodes.append(split_host_port(part, owner))
                 continue
             if part.startswith("unix://"):
                 raise ConfigurationError(f"{owner}: cluster nodes are reached over TCP, not unix sockets")

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from beaker_core.exceptions import ConfigurationError
 
+from .cluster import split_host_port
 from .connection import Target, client_options
 
 SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
@@ -80,26 +81,6 @@ def sentinel_url(sentinels: Any, owner: str) -> str:
     return "redis+sentinel://" + ",".join(addresses)
 
 
-def _split_host_port(text: str, owner: str) -> tuple[str, int]:
-    text = text.strip()
-    if text.startswith("["):  # [ipv6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ConfigurationError(f"{owner}: a sentinel must be host:port, not {text!r}")
-    try:
-        port = int(port_text) if port_text else DEFAULT_SENTINEL_PORT
-    except ValueError:
-        raise ConfigurationError(f"{owner}: invalid port in sentinel {text!r}") from None
-    if not 0 < port < 65536:
-        raise ConfigurationError(f"{owner}: port out of range in sentinel {text!r}")
-    return unquote(host), port
-
-
 def parse_sentinel_url(url: str, owner: str, service_name: Any = None) -> SentinelTarget:
     """A ``redis+sentinel://`` URL; ``service_name`` (the option) overrides the URL's."""
     url = url.strip()
@@ -114,7 +95,7 @@ def parse_sentinel_url(url: str, owner: str, service_name: Any = None) -> Sentin
             node_options["username"] = unquote(username)
         if password:
             node_options["password"] = unquote(password)
-    nodes = [_split_host_port(part, owner) for part in authority.split(",") if part.strip()]
+    nodes = [split_host_port(part, owner, "sentinel", DEFAULT_SENTINEL_PORT) for part in authority.split(",") if part.strip()]
     if not nodes:
         raise ConfigurationError(f"{owner}: the sentinel url names no sentinel")
     url_service, _, db_text = (unquote(part) for part in path.partition("/"))
