@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .exceptions import BackendError, BeakerError, ConfigurationError, PluginNotFound, SerializationError
 from .backends.memory import MemoryBackend
-from .keys import DEFAULT_KEY_LENGTH, KeySpec, spec_of
+from .keys import DEFAULT_KEY_LENGTH, KeySpec, fit_key, spec_of
 from .registry import Registry, default_registry
 from .util import cache_regions, coerce_bool, coerce_cache_params, coerce_expire, fit_options, \
     parse_cache_config_options, sha1
@@ -45,7 +45,6 @@ __all__ = ["Cache", "CacheManager", "CacheMiddleware", "cache_region", "region_i
 #: shared Cache objects of the module-level decorators, by namespace and options (Beaker's name)
 cache_managers: dict[Any, "Cache"] = {}
 _cache_managers_lock = threading.Lock()
-
 
 
 class BackendClasses(Mapping):
@@ -664,9 +663,8 @@ def region_invalidate(namespace: Any, region: str | None, *args: Any, **kwargs: 
         if not region:
             raise BeakerError("region_invalidate() needs a region when given a namespace name")
         region_options = _region_options(region)
-        key = " ".join(map(str, args))
-        if len(key) + len(namespace) > int(region_options.get("key_length") or DEFAULT_KEY_LENGTH):
-            key = sha1(key)
+        key = fit_key(" ".join(map(str, args)), namespace,
+                      int(region_options.get("key_length") or DEFAULT_KEY_LENGTH))
         Cache._get_cache(namespace, region_options).remove_value(key)
         return
     bound_to = getattr(namespace, "__self__", None)

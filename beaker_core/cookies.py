@@ -121,7 +121,8 @@ def coerce_cookie_expires(option: str, value: Any) -> Any:
 
 
 def expiry_attributes(cookie_expires: Any, now: float | None = None) -> str:
-    """The ``; Max-Age=...; Expires=...`` attributes for a ``cookie_expires`` value ('' for a browser-session cookie)."""
+    """The ``; Max-Age=...; expires=...`` attributes for a ``cookie_expires`` value ('' for a browser-session
+    cookie)."""
     if cookie_expires is True:
         return ""
     now = time.time() if now is None else now

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .exceptions import ConfigurationError, SecurityWarning
+from .exceptions import BeakerError, ConfigurationError, SecurityWarning
 from .util import asbool
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,5 @@ def get_crypto_module(name: str) -> CryptoModule:
     """
     if name in ("default", "cryptography"):
         return CryptoModule(name)
-    from .exceptions import BeakerError
     raise BeakerError(f"crypto module {name!r} is not available: beaker-core encrypts with the cryptography package "
                       f"(crypto_type 'default' or 'cryptography')")

@@ -16,6 +16,12 @@ from .util import func_namespace, sha1
 DEFAULT_KEY_LENGTH = 250
 
 
+def fit_key(key: str, namespace: str, key_length: int) -> str:
+    """``key``, or its SHA-1 when the key and its namespace together are longer than ``key_length`` (Beaker's rule;
+    the decorators' hot path applies it inline)."""
+    return sha1(key) if len(key) + len(namespace) > key_length else key
+
+
 class KeySpec:
     """How a decorated function turns its arguments into a cache key.
 
@@ -96,9 +102,7 @@ class KeySpec:
     def key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int) -> str:
         parts = self.parts(args, kwargs)
         key = " ".join([*self.deco_args, *map(str, parts)]) if parts or self.deco_args else ""
-        if len(key) + len(self.namespace) > key_length:
-            key = sha1(key)
-        return key
+        return fit_key(key, self.namespace, key_length)
 
     def invalidation_key(self, args: tuple, kwargs: Mapping[str, Any], key_length: int,
                          bound_to: Any = None) -> str:
@@ -114,7 +118,7 @@ class KeySpec:
             return self.key(call_args, kwargs, key_length)
         except TypeError:
             key = " ".join(map(str, (*args, *(f"{name}:{value}" for name, value in kwargs.items()))))
-            return sha1(key) if len(key) + len(self.namespace) > key_length else key
+            return fit_key(key, self.namespace, key_length)
 
 
 def spec_of(func: Any) -> KeySpec:

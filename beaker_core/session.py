@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cookie_session import CookieSession
-from .cookies import InvalidSignature, SignedCookie, cookie_values, set_cookie_header
+from .cookies import InvalidSignature, SignedCookie, cookie_values
 from .exceptions import ConfigurationError, SerializationError
 from .session_base import _ID, _BaseSession, _config_for, _time, log, new_session_id, valid_session_id
 from .session_config import SessionConfig
@@ -76,8 +76,7 @@ class Session(_BaseSession):
         self.last_accessed = None
         if use_cookies and request.get("cookie_out", False) is None and not request["set_cookie"]:
             # Beaker's request protocol shows the cookie a new session would send, before it is sent
-            request["cookie_out"] = set_cookie_header(config.key, self._out_value(), config.attributes,
-                                                      config.cookie_expires)
+            request["cookie_out"] = self._cookie_header()
 
     def _load_from_cookie(self, header: Any) -> bool:
         """Load the session a cookie names. A request may carry several cookies of the session's name (a stale one

@@ -199,12 +199,7 @@ class _BaseSession(dict):
     def delete(self) -> None:
         """Remove the session from the store now and send an expired cookie, as Beaker does; the session keeps its
         id until it is saved again, which then stores it under a new id."""
-        self._used = True
-        self._remove_stored()
-        dict.clear(self)
-        self._changes.clear()
-        self._full = False
-        self._new_id = True
+        self._forget()
         self._deleted = True
         self._send_cookie = False
         if self.use_cookies:
@@ -222,14 +217,18 @@ class _BaseSession(dict):
         self._send_cookie = True
         self._update_cookie_out()
 
-    def _end(self) -> None:
+    def _forget(self) -> None:
+        """Remove the stored session and empty this one: nothing is stored under its id any more."""
         self._used = True
         self._remove_stored()
         dict.clear(self)
         self._changes.clear()
         self._full = False
-        self.id = new_session_id()
         self._new_id = True
+
+    def _end(self) -> None:
+        self._forget()
+        self.id = new_session_id()
         self.is_new = True
         self.created = _time()
         self.last_accessed = None
@@ -278,9 +277,12 @@ class _BaseSession(dict):
         """Put the cookie as it now stands in ``request['cookie_out']`` at once, as Beaker does (persist sends the
         final one)."""
         if self.use_cookies:
-            self.request["cookie_out"] = set_cookie_header(self._config.key, self._out_value(), self._attributes(),
-                                                           self.cookie_expires)
+            self.request["cookie_out"] = self._cookie_header()
             self.request["set_cookie"] = True
+
+    def _cookie_header(self) -> str:
+        """The ``Set-Cookie`` value for the cookie as it now stands."""
+        return set_cookie_header(self._config.key, self._out_value(), self._attributes(), self.cookie_expires)
 
     def _attributes(self) -> str:
         """The cookie attributes, the configured ones unless this session set a domain or path."""
@@ -318,6 +320,6 @@ class _BaseSession(dict):
 
     def __repr__(self) -> str:
         # Beaker's sessions print as dicts that hold their metadata keys; these print them first
-        metadata = {key: self[key] for key in ("_id", "_creation_time", "_accessed_time")
-                    if hasattr(self, "id") and hasattr(self, "created")}
+        started = hasattr(self, "id") and hasattr(self, "created")
+        metadata = {key: self[key] for key in ("_id", "_creation_time", "_accessed_time")} if started else {}
         return repr({**metadata, **self})

@@ -21,8 +21,7 @@ from .exceptions import ConfigurationError
 #: the words Beaker reads as true and as false
 TRUE_WORDS = frozenset({"true", "yes", "on", "y", "t", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "n", "f", "0"})
-_TRUE = TRUE_WORDS
-_FALSE = FALSE_WORDS | {""}
+_FALSE = FALSE_WORDS | {""}  # an empty option reads as false
 
 
 def asbool(value: Any, name: str = "value") -> bool:
@@ -33,7 +32,7 @@ def asbool(value: Any, name: str = "value") -> bool:
         return bool(value)
     if isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in _TRUE:
+        if lowered in TRUE_WORDS:
             return True
         if lowered in _FALSE:
             return False

@@ -70,6 +70,21 @@ def split_host_port(text: str, owner: str, what: str = "cluster node", default_p
     return unquote(host), port
 
 
+def split_authority(authority: str, owner: str, what: str = "cluster node", default_port: int = DEFAULT_PORT
+                    ) -> tuple[dict[str, str], list[tuple[str, int]]]:
+    """``[user][:password]@host:port,host:port`` as the credentials it names and its ``(host, port)`` list."""
+    credentials: dict[str, str] = {}
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        if username:
+            credentials["username"] = unquote(username)
+        if password:
+            credentials["password"] = unquote(password)
+    nodes = [split_host_port(part, owner, what, default_port) for part in authority.split(",") if part.strip()]
+    return credentials, nodes
+
+
 def parse_cluster_url(url: str, owner: str) -> Target:
     """A cluster's startup nodes, in one of the forms above (with Beaker's, the credentials of the first node URL
     that has some)."""
@@ -84,16 +99,10 @@ def parse_cluster_url(url: str, owner: str) -> Target:
             raise ConfigurationError(f"{owner}: a cluster url takes no query string; pass options as options")
         if path not in ("", "0"):
             raise ConfigurationError(f"{owner}: a redis cluster has only database 0, the url names {path!r}")
-        if "@" in authority:
-            userinfo, _, authority = authority.rpartition("@")
-            username, _, password = userinfo.partition(":")
-            if username:
-                node_options["username"] = unquote(username)
-            if password:
-                node_options["password"] = unquote(password)
+        credentials, nodes = split_authority(authority, owner)
+        node_options.update(credentials)
         if scheme == "rediss+cluster":
             node_options["ssl"] = True
-        nodes = [split_host_port(part, owner) for part in authority.split(",") if part.strip()]
         display_scheme = scheme
     else:
         display_scheme = "redis+cluster"

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from beaker_core.exceptions import ConfigurationError
 
-from .cluster import split_host_port
+from .cluster import split_authority
 from .connection import Target, client_options
 
 SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
@@ -87,15 +87,8 @@ def parse_sentinel_url(url: str, owner: str, service_name: Any = None) -> Sentin
     scheme, _, rest = url.partition("://")
     rest, _, query = rest.partition("?")
     authority, _, path = rest.partition("/")
-    node_options: dict[str, Any] = {}
-    if "@" in authority:
-        userinfo, _, authority = authority.rpartition("@")
-        username, _, password = userinfo.partition(":")
-        if username:
-            node_options["username"] = unquote(username)
-        if password:
-            node_options["password"] = unquote(password)
-    nodes = [split_host_port(part, owner, "sentinel", DEFAULT_SENTINEL_PORT) for part in authority.split(",") if part.strip()]
+    credentials, nodes = split_authority(authority, owner, "sentinel", DEFAULT_SENTINEL_PORT)
+    node_options: dict[str, Any] = dict(credentials)
     if not nodes:
         raise ConfigurationError(f"{owner}: the sentinel url names no sentinel")
     url_service, _, db_text = (unquote(part) for part in path.partition("/"))
