@@ -30,6 +30,7 @@ import time
 import warnings
 from typing import Any, Callable, Iterator, Mapping
 
+from . import clock
 from .exceptions import BackendError, BeakerError, ConfigurationError, PluginNotFound, SerializationError
 from .backends.memory import MemoryBackend
 from .keys import DEFAULT_KEY_LENGTH, KeySpec, fit_key, spec_of
@@ -197,10 +198,9 @@ class Cache:
         backend = self.backend
         prefix = self._prefix
         starttime = self.starttime
-        now = time.time
         def fresh(entry: tuple) -> Any:
             value, created, expire, _ = entry
-            if expire and now() >= created + expire:
+            if expire and clock.now() >= created + expire:
                 return _MISS
             if starttime is not None and created < starttime:
                 return _MISS
@@ -218,7 +218,7 @@ class Cache:
                 if item is None:
                     return _MISS
                 value, created, expire, _ = item[0]
-                if expire and now() >= created + expire:
+                if expire and clock.now() >= created + expire:
                     return _MISS
                 if starttime is not None and created < starttime:
                     return _MISS
@@ -234,7 +234,7 @@ class Cache:
 
         return lookup
 
-    def _lookup(self, key: Any, _now=time.time) -> Any:
+    def _lookup(self, key: Any) -> Any:
         """The fresh value under ``key`` or ``_MISS``: the hot path of every hit, kept flat on purpose."""
         if type(key) is not str:
             key = _key_string(key)
@@ -248,7 +248,7 @@ class Cache:
         value, created, expire, entry_generation = entry
         if entry_generation != generation:
             return _MISS
-        if expire and _now() >= created + expire:
+        if expire and clock.now() >= created + expire:
             return _MISS
         if self.starttime is not None and created < self.starttime:
             return _MISS
@@ -284,7 +284,7 @@ class Cache:
     # -- writing -----------------------------------------------------------------------------------------------
 
     def _encode(self, key: str, value: Any, expire: Any, generation: int) -> Any:
-        created = time.time()
+        created = clock.now()
         if self._stores_objects:
             return (value, created, expire, generation)
         try:
@@ -402,7 +402,7 @@ class Cache:
                 return value
         return self._recreate(key, creator, expire)
 
-    def _recreate(self, key: Any, creator: Callable[[], Any], expire: Any, _now=time.time) -> Any:
+    def _recreate(self, key: Any, creator: Callable[[], Any], expire: Any) -> Any:
         """The miss path of :meth:`get_or_create`: take the key's lock, or serve the stale value."""
         if type(key) is not str:
             key = _key_string(key)
@@ -419,7 +419,7 @@ class Cache:
         if entry is not None:
             value, created, lifetime, entry_generation = entry
             if entry_generation == generation and (self.starttime is None or created >= self.starttime):
-                if not lifetime or _now() < created + lifetime:
+                if not lifetime or clock.now() < created + lifetime:
                     return value
                 stale = True
         try:
@@ -436,7 +436,7 @@ class Cache:
             return self._create(key, creator, expire, generation)
         try:
             entry, generation = self._read(key)
-            if entry is not None and self._fresh(entry, generation, time.time()):
+            if entry is not None and self._fresh(entry, generation, clock.now()):
                 return entry[0]
             return self._create(key, creator, expire, generation)
         finally:

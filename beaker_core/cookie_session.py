@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import clock
 from .cookies import MAX_COOKIE_SIZE, cookie_values, set_cookie_header
 from .exceptions import ConfigurationError, ValueTooLarge
-from .session_base import _BaseSession, _config_for, _time, new_session_id, valid_session_id
+from .session_base import _BaseSession, _config_for, new_session_id, valid_session_id
 from .session_config import SessionConfig
 
 __all__ = ["CookieSession"]
@@ -32,7 +33,7 @@ class CookieSession(_BaseSession):
             self.id = new_session_id()  # as in Beaker, id= does not name a cookie session: its cookie does
             self._new_id = True
             self.is_new = True
-            self.created = _time()
+            self.created = clock.now()
             self.last_accessed = None
 
     def _load(self, header: str | None) -> bool:
@@ -40,7 +41,7 @@ class CookieSession(_BaseSession):
         values = cookie_values(header, config.key)
         if not values:
             return False
-        now = _time()
+        now = clock.now()
         for value in values:
             plaintext = config.cipher.decrypt_text(value, config.key.encode("utf-8"))
             if plaintext is None:
@@ -75,7 +76,7 @@ class CookieSession(_BaseSession):
         if self._deleted:
             self.id = new_session_id()
             self._deleted = False
-        self._cookie_text = self._encode(_time())
+        self._cookie_text = self._encode(clock.now())
         self._new_id = False
         self._send_cookie = True
         self._changes.clear()
@@ -95,7 +96,7 @@ class CookieSession(_BaseSession):
         config = self._config
         if self._new_id:
             return
-        now = _time()
+        now = clock.now()
         stale = config.timeout is not None and now - (self.last_accessed or 0.0) >= config.refresh_interval
         if force or config.sliding_cookie or (config.save_accessed_time and stale):
             self._cookie_text = self._encode(now)
@@ -109,4 +110,4 @@ class CookieSession(_BaseSession):
 
     def _out_value(self) -> str:
         text = self.__dict__.get("_cookie_text")
-        return text if text is not None and not self._new_id else self._encode(_time())
+        return text if text is not None and not self._new_id else self._encode(clock.now())

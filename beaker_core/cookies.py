@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from email.utils import formatdate
 from http import cookies as http_cookies
 from typing import Any
 
+from . import clock
 from .crypto import Signer, secret_list
 from .exceptions import ConfigurationError
 from .util import FALSE_WORDS, TRUE_WORDS
@@ -125,7 +125,7 @@ def expiry_attributes(cookie_expires: Any, now: float | None = None) -> str:
     cookie)."""
     if cookie_expires is True:
         return ""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     max_age = _max_age(cookie_expires, now)
     return f"; Max-Age={max_age}; expires={formatdate(now + max_age, usegmt=True)}"
 
@@ -164,7 +164,7 @@ def cookie_jar(name: str, value: str, path: str, domain: str | None, secure: boo
     if samesite:
         morsel["samesite"] = samesite
     if cookie_expires is not True:
-        now = time.time()
+        now = clock.now()
         max_age = _max_age(cookie_expires, now)
         morsel["expires"] = formatdate(now + max_age, usegmt=True)
         morsel["max-age"] = max_age

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import clock
 from .cookie_session import CookieSession
 from .cookies import InvalidSignature, SignedCookie, cookie_values
 from .exceptions import ConfigurationError, SerializationError
-from .session_base import _ID, _BaseSession, _config_for, _time, log, new_session_id, valid_session_id
+from .session_base import _ID, _BaseSession, _config_for, log, new_session_id, valid_session_id
 from .session_config import SessionConfig
 
 __all__ = ["Session", "CookieSession", "SessionObject", "SignedCookie", "InvalidSignature", "new_session_id",
@@ -72,7 +73,7 @@ class Session(_BaseSession):
         self.id = new_session_id()
         self._new_id = True
         self.is_new = True
-        self.created = _time()
+        self.created = clock.now()
         self.last_accessed = None
         if use_cookies and request.get("cookie_out", False) is None and not request["set_cookie"]:
             # Beaker's request protocol shows the cookie a new session would send, before it is sent
@@ -117,7 +118,7 @@ class Session(_BaseSession):
         if record is None:
             return False
         created, accessed, data, self._seen = record
-        if config.absolute_timeout is not None and _time() - created >= config.absolute_timeout:
+        if config.absolute_timeout is not None and clock.now() - created >= config.absolute_timeout:
             self._store.delete(session_id)
             self.was_invalidated = True
             return False
@@ -160,7 +161,7 @@ class Session(_BaseSession):
 
     def _write(self) -> None:
         config = self._config
-        now = _time()
+        now = clock.now()
         ttl = config.record_ttl(self.created, now) if config.expires else None
         if ttl == 0:
             return  # the absolute lifetime is over: nothing more is kept
@@ -202,7 +203,7 @@ class Session(_BaseSession):
             self._send_cookie = True
         if not config.save_accessed_time and not force or (config.timeout is None and not force):
             return
-        now = _time()
+        now = clock.now()
         memo = config.refreshed
         last = memo.get(self.id, self.last_accessed or 0.0)
         if not force and now - last < config.refresh_interval:

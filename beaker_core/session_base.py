@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 from typing import Any
 
+from . import clock
 from .cookies import check_attribute, coerce_cookie_expires, cookie_attributes, cookie_jar, delete_cookie_header, \
     set_cookie_header
 from .exceptions import ConfigurationError
@@ -16,7 +16,6 @@ from .session_config import SessionConfig, session_options
 
 log = logging.getLogger(__name__)
 _ID = re.compile(r"[A-Za-z0-9_-]{22,128}")
-_time = time.time
 
 
 def new_session_id() -> str:
@@ -230,7 +229,7 @@ class _BaseSession(dict):
         self._forget()
         self.id = new_session_id()
         self.is_new = True
-        self.created = _time()
+        self.created = clock.now()
         self.last_accessed = None
 
     # -- cookies -------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import os
 import struct
 import sys
 import time
-import types
 
 import pytest
 
@@ -329,15 +328,14 @@ def test_options(tmp_path):
     synced.close()
 
 
-def test_cleanup_keeps_the_file_mode(tmp_path, monkeypatch):
+def test_cleanup_keeps_the_file_mode(tmp_path, fake_clock):
     """The files a cleanup writes (dumb's compaction, gnu's reorganize) get file_mode exactly, as the first ones."""
     previous = os.umask(0o022)
     try:
         backend = DBMBackend(data_dir=str(tmp_path / "data"), file_mode="0660")
         for index in range(20):
             backend.set(f"k{index}", b"v" * 600, ttl=60 if index % 2 else None)
-        later = time.time() + 120
-        monkeypatch.setattr(dbm_backend, "time", types.SimpleNamespace(time=lambda: later))
+        fake_clock.advance(120)
         assert backend.cleanup() == 10
         backend.set("after", b"v")
         names = os.listdir(backend.data_dir)

@@ -12,7 +12,6 @@ import tempfile
 import textwrap
 import threading
 import time
-import types
 import zlib
 
 import pytest
@@ -508,13 +507,10 @@ def shard_directories(root):
 
 
 @pytest.fixture
-def later(monkeypatch):
-    """Move the file backend's clock forward by two minutes: values written with a TTL of a minute have expired
-    (temporary files, which cleanup() removes after five minutes, have not)."""
-    def advance():
-        moved = time.time() + 120
-        monkeypatch.setattr(file_backend, "time", types.SimpleNamespace(time=lambda: moved))
-    return advance
+def later(fake_clock):
+    """Move the clock forward by two minutes: values written with a TTL of a minute have expired (temporary files,
+    which cleanup() removes after five minutes, have not)."""
+    return lambda: fake_clock.advance(120)
 
 
 def test_cleanup_leaves_no_empty_shard_directory(backend, later):
@@ -591,14 +587,18 @@ WRITE_UNTIL_STOPPED = """
 """
 
 
-def test_a_concurrent_writer_never_loses_a_write_to_cleanup(backend, later, tmp_path):
+def test_a_concurrent_writer_never_loses_a_write_to_cleanup(backend, later, fake_clock, tmp_path):
     """A writer process and a writer thread create new keys (so new shard directories) while cleanup() runs again
     and again, removing expired entries and the shard directories it empties: every key written is there after."""
     most = 1000  # keys per writer: each cleanup pass reads every file, the writers' included
+    written_at = fake_clock.value
 
     def add_expiring(first, count):
+        # written as of the real time, so expired at the clock that later() moved two minutes on
+        now, fake_clock.value = fake_clock.value, written_at
         for index in range(first, first + count):
             backend.set(f"expiring:{index}", b"v", ttl=60)
+        fake_clock.value = now
 
     add_expiring(0, 100)
     later()

@@ -35,9 +35,9 @@ and reading the record a second time.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable, Iterator
 
+from .. import clock
 from ..exceptions import ConfigurationError
 
 
@@ -52,6 +52,9 @@ class Backend:
     shared = True
     #: the largest value the store accepts, in bytes, or None
     max_value_size: int | None = None
+    #: entries expire by :data:`beaker_core.clock.now` in this process (memory, file, dbm), not by a server's own
+    #: clock: tests move time with :func:`beaker_core.testing.clock.fake_clock` instead of sleeping
+    local_expiry = False
 
     def get(self, key: str) -> Any:
         """The value stored under ``key``, or ``None`` when there is none or it has expired."""
@@ -166,5 +169,6 @@ def check_delta(delta: Any) -> int:
     return delta
 
 
-def deadline(ttl: float | None, now=time.time) -> float | None:
-    return None if ttl is None else now() + check_ttl(ttl)
+def deadline(ttl: float | None) -> float | None:
+    """When an entry written now with ``ttl`` expires (None: never), on :data:`beaker_core.clock.now`."""
+    return None if ttl is None else clock.now() + check_ttl(ttl)

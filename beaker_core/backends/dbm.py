@@ -65,10 +65,10 @@ import os
 import stat
 import struct
 import threading
-import time
 import zlib
 from typing import Any, Iterable, Iterator
 
+from .. import clock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
 from . import Backend, check_delta, deadline, dumbstore
@@ -130,6 +130,7 @@ class DBMBackend(Backend):
     __doc__ = __doc__
 
     name = "dbm"
+    local_expiry = True
     preferred_lock = "file"
     shared = True
 
@@ -356,7 +357,7 @@ class DBMBackend(Backend):
         raw_keys = [self._key(key) for key in keys]
         with self._access(write=False) as database:
             stored = [database.get(raw_key) for raw_key in raw_keys]
-        now = time.time()
+        now = clock.now()
         values = []
         dead = []
         for raw_key, item in zip(raw_keys, stored):
@@ -376,7 +377,7 @@ class DBMBackend(Backend):
     @staticmethod
     def _remove_dead_in(database: Any, raw_keys: list[bytes]) -> int:
         removed = 0
-        now = time.time()
+        now = clock.now()
         for raw_key in raw_keys:
             item = database.get(raw_key)
             if item is not None and _live(raw_key, item, now) is None:
@@ -394,7 +395,7 @@ class DBMBackend(Backend):
         raw_key = self._key(key)
         stored = _encode(raw_key, self._value(key, value), deadline(ttl))
         with self._access(write=True) as database:
-            if _live(raw_key, database.get(raw_key), time.time()) is not None:
+            if _live(raw_key, database.get(raw_key), clock.now()) is not None:
                 return False
             database[raw_key] = stored
             return True
@@ -406,13 +407,13 @@ class DBMBackend(Backend):
             if item is None:
                 return False
             del database[raw_key]
-            return _live(raw_key, item, time.time()) is not None
+            return _live(raw_key, item, clock.now()) is not None
 
     def touch(self, key: str, ttl: float | None) -> bool:
         raw_key = self._key(key)
         expires = deadline(ttl)
         with self._access(write=True) as database:
-            entry = _live(raw_key, database.get(raw_key), time.time())
+            entry = _live(raw_key, database.get(raw_key), clock.now())
             if entry is None:
                 return False
             database[raw_key] = _encode(raw_key, entry[0], expires)
@@ -423,7 +424,7 @@ class DBMBackend(Backend):
         check_delta(delta)
         raw_key = self._key(key)
         with self._access(write=True) as database:
-            entry = _live(raw_key, database.get(raw_key), time.time())
+            entry = _live(raw_key, database.get(raw_key), clock.now())
             try:
                 number = (int(entry[0]) if entry is not None else 0) + delta
             except ValueError:
@@ -434,7 +435,7 @@ class DBMBackend(Backend):
     def keys(self, prefix: str = "") -> Iterator[str]:
         with self._access(write=False) as database:
             items = [(raw_key, database.get(raw_key)) for raw_key in list(database.keys())]
-        now = time.time()
+        now = clock.now()
         found = []
         for raw_key, item in items:
             key = raw_key.decode("utf-8", "surrogatepass")
@@ -446,7 +447,7 @@ class DBMBackend(Backend):
         """Remove expired and corrupt entries, and give free space back: compact dumb's data file (in place: it needs
         no free space), reorganize gnu."""
         with self._access(write=False) as database:
-            now = time.time()
+            now = clock.now()
             dead = [raw_key for raw_key in list(database.keys()) if _live(raw_key, database.get(raw_key), now) is None]
             unused = database.unused_bytes() if isinstance(database, dumbstore.DumbStore) else 0
         if self.module_name == "dumb":

@@ -78,7 +78,6 @@ import os
 import secrets
 import stat
 import struct
-import time
 import zlib
 from typing import Any, Callable, Iterable, Iterator
 
@@ -87,6 +86,7 @@ try:
 except ImportError:  # not POSIX: the module still imports, so that the registry can list the other backends
     fcntl = None
 
+from .. import clock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
 from . import Backend, check_delta, check_ttl, deadline
@@ -432,6 +432,7 @@ class FileBackend(Backend):
     __doc__ = __doc__
 
     name = "file"
+    local_expiry = True
     preferred_lock = "file"
     shared = True
     atomic_update = True
@@ -518,7 +519,7 @@ class FileBackend(Backend):
         if loaded is None:
             return None
         entry, mend = loaded
-        if entry is not None and entry[0] == raw_key and (entry[2] is None or entry[2] > time.time()):
+        if entry is not None and entry[0] == raw_key and (entry[2] is None or entry[2] > clock.now()):
             if mend:
                 try:
                     self._update(raw_key, path, lambda current: (current, None))  # the version again, whole
@@ -637,7 +638,7 @@ class FileBackend(Backend):
                 entry = None
                 found = None if held is None or held[2] is None else held[2][1]
                 own = found is not None and found[0] == raw_key  # else damaged, or another key's (sha256 collision)
-                if own and (found[2] is None or found[2] > time.time()):
+                if own and (found[2] is None or found[2] > clock.now()):
                     entry = found[1], found[2]
                 try:
                     new, result = change(entry)
@@ -684,7 +685,7 @@ class FileBackend(Backend):
             if held is None:
                 return False
             try:
-                if _is_dead(raw_key, None if held[2] is None else held[2][1], time.time()):
+                if _is_dead(raw_key, None if held[2] is None else held[2][1], clock.now()):
                     os.unlink(path)
                     return True
                 return False
@@ -782,7 +783,7 @@ class FileBackend(Backend):
                     yield sub, entry
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        now = time.time()
+        now = clock.now()
         for _, entry in self._scan():
             if len(entry.name) != 64:
                 continue
@@ -797,7 +798,7 @@ class FileBackend(Backend):
     def cleanup(self) -> int:
         """Remove expired and damaged entries, stale temporary files and empty shard directories."""
         removed = 0
-        now = time.time()
+        now = clock.now()
         for _, entry in self._scan():
             if entry.name.startswith(TEMP_PREFIX):
                 self._remove_stale_temp(entry, now)
@@ -812,7 +813,7 @@ class FileBackend(Backend):
         """Remove every entry, stale temporary files and the shard directories left empty; return how many entries
         were removed. A write running at the same time survives or not, as if it came before or after the clear."""
         removed = 0
-        now = time.time()
+        now = clock.now()
         for _, entry in self._scan():
             if entry.name.startswith(TEMP_PREFIX):
                 self._remove_stale_temp(entry, now)  # a fresh one is a writer's, about to become an entry

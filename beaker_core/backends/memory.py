@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
+from .. import clock
 from ..util import coerce_int
 from . import Backend, check_delta, deadline
 
@@ -25,6 +25,7 @@ class MemoryBackend(Backend):
     """
 
     name = "memory"
+    local_expiry = True
     stores_objects = True
     shared = False
 
@@ -39,12 +40,12 @@ class MemoryBackend(Backend):
         self._lock = threading.Lock()
         _instances.add(self)
 
-    def get(self, key: str, _now=time.time) -> Any:
+    def get(self, key: str) -> Any:
         item = self._data.get(key)
         if item is None:
             return None
         expires = item[1]
-        if expires is not None and expires <= _now():
+        if expires is not None and expires <= clock.now():
             with self._lock:
                 if self._data.get(key) is item:
                     del self._data[key]
@@ -125,12 +126,12 @@ class MemoryBackend(Backend):
             return value
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        now = time.time()
+        now = clock.now()
         return iter([key for key, (_, expires) in list(self._data.items())
                      if key.startswith(prefix) and (expires is None or expires > now)])
 
     def cleanup(self) -> int:
-        now = time.time()
+        now = clock.now()
         with self._lock:
             expired = [key for key, (_, expires) in self._data.items() if expires is not None and expires <= now]
             for key in expired:
@@ -166,4 +167,4 @@ MemoryBackend.namespaces = _AllMemoryBackends()
 
 def _live(item: tuple[Any, float | None] | None) -> bool:
     """Whether a stored ``(value, deadline)`` exists and has not expired."""
-    return item is not None and (item[1] is None or item[1] > time.time())
+    return item is not None and (item[1] is None or item[1] > clock.now())
