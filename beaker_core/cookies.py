@@ -18,7 +18,7 @@ from typing import Any
 from . import clock
 from .crypto import Signer, secret_list
 from .exceptions import ConfigurationError
-from .util import FALSE_WORDS, TRUE_WORDS
+from .util import coerce_cookie_expires  # noqa: F401 (read here by the session modules)
 
 #: a cookie name: an RFC 6265 token
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -82,42 +82,6 @@ def check_attribute(option: str, value: Any, *, path: bool = False) -> str | Non
     if path and not value.startswith("/"):
         raise ConfigurationError(f"{option} must start with '/', not {value!r}")
     return value
-
-
-def coerce_cookie_expires(option: str, value: Any) -> Any:
-    """Beaker's ``cookie_expires``: True (the cookie ends with the browser session), False (it never expires), a
-    number of seconds or a timedelta (from each time the cookie is sent), or a datetime (a fixed date; a naive one
-    is UTC). Returns True, False, a positive float of seconds, or an aware datetime.
-    """
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return True
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
-        return value
-    if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in TRUE_WORDS:  # "1" is true and "0" false, as Beaker reads them
-            return True
-        if lowered in FALSE_WORDS or lowered == "never":
-            return False
-        try:
-            seconds = float(lowered)
-        except ValueError:
-            raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a "
-                                     f"datetime, not {value!r}") from None
-    elif isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a datetime, "
-                                 f"not {value!r}")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"{option} must be a positive number of seconds, not {value!r}")
-    return seconds
 
 
 def expiry_attributes(cookie_expires: Any, now: float | None = None) -> str:

@@ -196,12 +196,47 @@ def parse_cache_config_options(config: Mapping[str, Any], include_defaults: bool
     return options
 
 
+def coerce_cookie_expires(option: str, value: Any) -> Any:
+    """Beaker's ``cookie_expires``: True (the cookie ends with the browser session), False (it never expires), a
+    number of seconds or a timedelta (from each time the cookie is sent), or a datetime (a fixed date; a naive one
+    is UTC). Returns True, False, a positive float of seconds, or an aware datetime.
+    """
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return True
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in TRUE_WORDS:  # "1" is true and "0" false, as Beaker reads them
+            return True
+        if lowered in FALSE_WORDS or lowered == "never":
+            return False
+        try:
+            seconds = float(lowered)
+        except ValueError:
+            raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a "
+                                     f"datetime, not {value!r}") from None
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(f"{option} must be true, false, a number of seconds, a timedelta or a datetime, "
+                                 f"not {value!r}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"{option} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def coerce_session_params(params: dict[str, Any]) -> dict[str, Any]:
     """Beaker's ``util.coerce_session_params``: the session options of ``params`` with their types checked and
     coerced (booleans, integers, ``cookie_expires`` as True, False, a timedelta or a datetime), in place; returns
     ``params``. Options it does not know are left as they are: the session checks them when it is built.
     """
-    from .cookies import coerce_cookie_expires
     for key in ("secure", "httponly", "save_accessed_time", "auto", "invalidate_corrupt", "cookie_on_exception"):
         if key in params and params[key] is not None:
             params[key] = coerce_bool(f"session.{key}", params[key])
@@ -288,14 +323,21 @@ def set_socket_io_timeout(sock: socket.socket, seconds: float) -> bool:
 
 def serialize(data: Any, method: str) -> bytes:
     """``data`` as bytes with the named serializer (``json``, ``pickle``...), as Beaker's ``util.serialize``."""
-    from .registry import default_registry
-    return default_registry().serializer(method).dumps(data)
+    return _beaker_serializer(method).dumps(data)
 
 
 def deserialize(data_string: bytes, method: str) -> Any:
     """The inverse of :func:`serialize` (Beaker's ``util.deserialize``)."""
-    from .registry import default_registry
-    return default_registry().serializer(method).loads(data_string)
+    return _beaker_serializer(method).loads(data_string)
+
+
+def _beaker_serializer(method: str) -> Any:
+    """The serializer Beaker's ``serialize``/``deserialize`` name: ``json`` or ``pickle``, as in Beaker."""
+    from .serializers import json_serializer, pickle_serializer
+    serializers = {"json": json_serializer, "pickle": pickle_serializer}
+    if method not in serializers:
+        raise ConfigurationError(f"unknown serialization method {method!r}: 'json' or 'pickle'")
+    return serializers[method]
 
 
 def skip_if(predicate: Callable[[], bool], reason: str | None = None) -> Callable:
