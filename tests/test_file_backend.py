@@ -16,6 +16,7 @@ import zlib
 
 import pytest
 
+from beaker_core import fs
 from beaker_core.backends import file as file_backend
 from beaker_core.backends.file import FileBackend, _entry, decode_file, encode_slot, read_heads
 from beaker_core.exceptions import BackendError, ConfigurationError
@@ -553,7 +554,7 @@ def test_a_writer_recreates_the_shard_directory_cleanup_removes_under_it(backend
     """cleanup() removes a shard directory a writer has just created, before the writer's file is in it: twice
     between the directory and the file, once between the two levels of directories."""
     make_directory = file_backend.make_directory
-    set_directory_mode = file_backend._set_directory_mode
+    set_directory_mode = fs.set_directory_mode
     races = {"after the directory": 2, "between the levels": 1}
 
     def racing_make_directory(path, *args, **kwargs):
@@ -570,7 +571,7 @@ def test_a_writer_recreates_the_shard_directory_cleanup_removes_under_it(backend
             os.rmdir(directory)
 
     monkeypatch.setattr(file_backend, "make_directory", racing_make_directory)
-    monkeypatch.setattr(file_backend, "_set_directory_mode", racing_set_directory_mode)
+    monkeypatch.setattr(fs, "set_directory_mode", racing_set_directory_mode)
     backend.set("key", b"written")
     assert races == {"after the directory": 0, "between the levels": 0}
     assert backend.get("key") == b"written"

@@ -201,7 +201,7 @@ def make_operator_directory(path, permissions):
 
 def test_one_warning_for_a_data_directory_open_to_others(kind, tmp_path, caplog):
     data_dir = make_operator_directory(tmp_path / "var-cache-app", 0o755)
-    with caplog.at_level(logging.WARNING, logger="beaker_core.backends.file"):
+    with caplog.at_level(logging.WARNING, logger="beaker_core.fs"):
         backend = BACKENDS[kind](data_dir=str(data_dir))
         backend.set("k", b"v")
         BACKENDS[kind](data_dir=str(data_dir))  # another instance: no second warning
@@ -216,7 +216,7 @@ def test_one_warning_for_a_data_directory_open_to_others(kind, tmp_path, caplog)
 def test_writable_by_others_and_sticky_directories(tmp_path, caplog):
     writable = make_operator_directory(tmp_path / "writable", 0o777)
     sticky = make_operator_directory(tmp_path / "sticky", 0o1777)
-    with caplog.at_level(logging.WARNING, logger="beaker_core.backends.file"):
+    with caplog.at_level(logging.WARNING, logger="beaker_core.fs"):
         FileBackend(data_dir=str(writable))
         FileBackend(data_dir=str(sticky))
     first, second = (record.getMessage() for record in caplog.records)
@@ -229,6 +229,6 @@ def test_writable_by_others_and_sticky_directories(tmp_path, caplog):
                                                   (0o750, {"dir_mode": 0o770})], ids=["0700", "0770", "0750"])
 def test_no_warning_within_dir_mode(kind, tmp_path, caplog, permissions, options):
     data_dir = make_operator_directory(tmp_path / "data", permissions)
-    with caplog.at_level(logging.WARNING, logger="beaker_core.backends.file"):
+    with caplog.at_level(logging.WARNING, logger="beaker_core.fs"):
         BACKENDS[kind](data_dir=str(data_dir), **options).set("k", b"v")
     assert caplog.records == []

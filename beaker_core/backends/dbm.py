@@ -71,9 +71,9 @@ from typing import Any, Iterable, Iterator
 from .. import clock
 from ..exceptions import BackendError, ConfigurationError
 from ..util import coerce_bool, unknown_options
+from ..fs import (O_CLOEXEC, create_file, directory_option, fcntl, file_modes, make_directory, refuse_links,
+                  require_flock, warn_if_open)
 from . import Backend, check_delta, deadline, dumbstore
-from .file import (create_file, directory_option, fcntl, file_modes, make_directory, refuse_links, require_flock,
-                   warn_if_open)
 
 _HEADER = struct.Struct(">IBd")  # crc32 of the key and of what follows it | flags | deadline
 _FIELDS = struct.Struct(">Bd")
@@ -81,7 +81,6 @@ _CRC = struct.Struct(">I")
 _HAS_DEADLINE = 1
 _COUNTER = struct.Struct(">Q")
 _MODULES = ("dumb", "gnu", "ndbm")
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _OPEN_ERRORS = (dumbstore.DamagedIndex,)
 
 
@@ -229,7 +228,7 @@ class DBMBackend(Backend):
                 break
             except FileExistsError:
                 try:
-                    fd = os.open(self.lock_path, os.O_RDWR | _O_CLOEXEC)
+                    fd = os.open(self.lock_path, os.O_RDWR | O_CLOEXEC)
                     break
                 except FileNotFoundError:
                     continue  # removed meanwhile (with its directory): create it

@@ -33,7 +33,7 @@ import struct
 import zlib
 from typing import Any, Iterator
 
-from .file import create_file
+from ..fs import O_CLOEXEC, create_file, datasync, pwrite_all
 
 BLOCK = 512
 SLOTS = (".dir", ".bak")
@@ -44,8 +44,6 @@ _ENTRY = struct.Struct(">QQI")  # offset | size | key length, then the key
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _COMPACT_PASSES = 8
 _RESERVE_UNIT = 4096
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 class DamagedIndex(ValueError):
@@ -69,13 +67,6 @@ def recognizes(path: str) -> bool:
 
 def _blocks(size: int) -> int:
     return -(-size // BLOCK)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 class DumbStore:
@@ -112,9 +103,9 @@ class DumbStore:
 
     def _open_data(self) -> int:
         if not self._writable:
-            return os.open(self._dat_path, os.O_RDONLY | _O_CLOEXEC)
+            return os.open(self._dat_path, os.O_RDONLY | O_CLOEXEC)
         try:
-            return os.open(self._dat_path, os.O_RDWR | _O_CLOEXEC)
+            return os.open(self._dat_path, os.O_RDWR | O_CLOEXEC)
         except FileNotFoundError:
             fd = create_file(self._dat_path, os.O_RDWR, self._mode)
             self._sync_directory()
@@ -122,7 +113,7 @@ class DumbStore:
 
     def _sync_directory(self) -> None:
         if self._fsync:
-            fd = os.open(os.path.dirname(self._dat_path) or ".", os.O_RDONLY | _O_CLOEXEC)
+            fd = os.open(os.path.dirname(self._dat_path) or ".", os.O_RDONLY | O_CLOEXEC)
             try:
                 os.fsync(fd)
             finally:
@@ -139,7 +130,7 @@ class DumbStore:
         try:
             for number, path in enumerate(self._slot_paths):
                 try:
-                    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+                    fd = os.open(path, os.O_RDONLY | O_CLOEXEC)
                 except FileNotFoundError:
                     continue
                 found.append((fd, number, path))
@@ -173,7 +164,7 @@ class DumbStore:
         fields = _FIELDS.pack(self._sequence + 1, len(body))
         data = _MAGIC + struct.pack(">I", zlib.crc32(body, zlib.crc32(fields))) + fields + body
         if self._fsync:
-            _datasync(self._dat)  # the values before the index that points at them
+            datasync(self._dat)  # the values before the index that points at them
         target = 0 if self._current is None else 1 - self._current
         # Both index files are kept at least this long (zeros after the index), so that the next index, when it is
         # not longer than this one (a delete, a replaced value), is written into pages the file already has.
@@ -182,14 +173,14 @@ class DumbStore:
         with self._slot(target) as fd:
             padding = reserve - len(data) if self._slot_sizes[target] < reserve else 0
             try:
-                _pwrite_all(fd, data + bytes(padding) if padding else data, 0)
+                pwrite_all(fd, data + bytes(padding) if padding else data, 0)
             except OSError as exc:
                 if exc.errno not in _NO_SPACE:
                     raise
                 self._cut_data()
-                _pwrite_all(fd, data, 0)
+                pwrite_all(fd, data, 0)
             if self._fsync:
-                _datasync(fd)
+                datasync(fd)
             self._slot_sizes[target] = os.fstat(fd).st_size
         other = 1 - target
         if self._slot_sizes[other] < reserve:
@@ -197,7 +188,7 @@ class DumbStore:
             with contextlib.suppress(OSError), self._slot(other) as fd:
                 size = self._slot_sizes[other] = os.fstat(fd).st_size
                 if size < reserve:
-                    _pwrite_all(fd, bytes(reserve - size), size)  # zeros after its index: it stays whole
+                    pwrite_all(fd, bytes(reserve - size), size)  # zeros after its index: it stays whole
                     self._slot_sizes[other] = reserve
         self._current, self._sequence = target, self._sequence + 1
 
@@ -205,7 +196,7 @@ class DumbStore:
     def _slot(self, number: int) -> Iterator[int]:
         path = self._slot_paths[number]
         try:
-            fd = os.open(path, os.O_RDWR | _O_CLOEXEC)
+            fd = os.open(path, os.O_RDWR | O_CLOEXEC)
         except FileNotFoundError:
             fd = create_file(path, os.O_RDWR, self._mode)
             self._slot_sizes[number] = 0
@@ -282,7 +273,7 @@ class DumbStore:
                 first = self._allocate(blocks, below=pos // BLOCK)
                 if first is None:
                     continue
-                _pwrite_all(self._dat, os.pread(self._dat, size, pos), first * BLOCK)
+                pwrite_all(self._dat, os.pread(self._dat, size, pos), first * BLOCK)
                 self._index[key] = (first * BLOCK, size)
                 self._released.append((pos, size))
                 self._modified = True
@@ -328,13 +319,13 @@ class DumbStore:
         if blocks:
             try:
                 first = self._allocate(blocks)
-                _pwrite_all(self._dat, value, first * BLOCK)
+                pwrite_all(self._dat, value, first * BLOCK)
             except OSError as exc:
                 if exc.errno not in _NO_SPACE:
                     raise
                 self.compact()  # the blocks just taken are free again: nothing refers to them
                 first = self._allocate(blocks)
-                _pwrite_all(self._dat, value, first * BLOCK)
+                pwrite_all(self._dat, value, first * BLOCK)
         old = self._index.get(key)
         if old is not None:
             self._released.append(old)

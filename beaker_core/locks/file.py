@@ -31,12 +31,10 @@ import os
 import threading
 from typing import Any
 
-from ..backends.file import create_file, directory_option, fcntl, file_modes, make_directory, require_flock
 from ..exceptions import BackendError, ConfigurationError
+from ..fs import O_CLOEXEC, create_file, directory_option, fcntl, file_modes, make_directory, require_flock
 from ..util import coerce_float, unknown_options
 from . import DEFAULT_EXPIRE, DEFAULT_TIMEOUT, Backoff, Lock
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _seconds(option: str, value: Any) -> float | None:
@@ -92,7 +90,7 @@ class FileLock(Lock):
                 return create_file(self.path, os.O_RDWR, self.file_mode)
             except FileExistsError:
                 try:
-                    return os.open(self.path, os.O_RDWR | _O_CLOEXEC)
+                    return os.open(self.path, os.O_RDWR | O_CLOEXEC)
                 except FileNotFoundError:
                     continue  # its holder removed it meanwhile: create it
             except (FileNotFoundError, NotADirectoryError):
