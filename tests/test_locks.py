@@ -211,6 +211,36 @@ def test_lock_dir_from_the_backend(tmp_path):
         assert backend.get("k") == b"v"
 
 
+def test_lock_dir_resolution_order(tmp_path):
+    """The lock_dir option, else the backend's lock_dir, else the data_dir option, else the backend's data_dir;
+    a data_dir gives <data_dir>/locks."""
+    own, data = str(tmp_path / "own"), str(tmp_path / "data")
+    plain = FileBackend(data_dir=str(tmp_path / "backend-data"))
+    with_lock_dir = FileBackend(data_dir=str(tmp_path / "backend-data"), lock_dir=str(tmp_path / "backend-locks"))
+    memory = MemoryBackend()  # keeps no files: no lock_dir nor data_dir of its own
+    cases = [
+        ({"lock_dir": own, "data_dir": data, "backend": with_lock_dir}, own),
+        ({"data_dir": data, "backend": with_lock_dir}, str(tmp_path / "backend-locks")),
+        ({"data_dir": data, "backend": plain}, os.path.join(data, "locks")),
+        ({"data_dir": data, "backend": memory}, os.path.join(data, "locks")),
+        ({"data_dir": data}, os.path.join(data, "locks")),
+        ({"backend": plain}, str(tmp_path / "backend-data" / "locks")),
+        ({"data_dir": "", "backend": plain}, str(tmp_path / "backend-data" / "locks")),
+        ({"lock_dir": own, "backend": memory}, own),
+    ]
+    for options, expected in cases:
+        assert FileLock("x", **options).lock_dir == expected, options
+    relative = FileLock("x", data_dir="relative-data")
+    assert relative.lock_dir == os.path.join(os.path.abspath("relative-data"), "locks")
+    assert FileLock("x", data_dir=tmp_path / "path-object").lock_dir == str(tmp_path / "path-object" / "locks")
+    with pytest.raises(ConfigurationError, match="lock_dir or data_dir"):
+        FileLock("x", backend=memory)
+    with pytest.raises(ConfigurationError, match="data_dir must be a directory path"):
+        FileLock("x", data_dir=5)
+    with pytest.raises(ConfigurationError, match="unknown option.*colour.*accepted.*data_dir"):
+        FileLock("x", data_dir=data, colour="red")
+
+
 def test_file_lock_options(tmp_path):
     with pytest.raises(ConfigurationError, match="lock_dir"):
         FileLock("x")

@@ -1,8 +1,13 @@
 """The ``file`` lock: excludes the processes (and threads) of one machine that use the same name and directory.
 
-:param lock_dir: the directory of the lock files. When unset, the backend's ``lock_dir`` is used if it has one,
-    else ``<backend.data_dir>/locks``; a lock with neither is a configuration error. Created if absent, and created
-    again by the next acquisition if it is removed while the application runs.
+:param lock_dir: the directory of the lock files. Created if absent, and created again by the next acquisition if
+    it is removed while the application runs. When unset: the backend's ``lock_dir`` if it has one, else
+    ``<data_dir>/locks`` for the ``data_dir`` option, else ``<backend.data_dir>/locks``; a lock with none of these
+    is a configuration error. This is the one place that decides Beaker's default lock directory: the cache and the
+    sessions hand the lock the ``lock_dir`` and ``data_dir`` they were configured with.
+:param data_dir: Beaker's shared data directory, used only for that default (``<data_dir>/locks``) when neither
+    the ``lock_dir`` option nor the backend's ``lock_dir`` is set: a ``file`` lock on a backend that keeps no files
+    (``lock_type = file`` with the memory backend) still finds its directory.
 :param file_mode: permission bits of the lock files, whatever the umask (an int, or an octal string such as
     ``"0660"``, checked as the ``file`` backend's option). When unset, the backend's ``file_mode`` if it has one
     (the ``file`` and ``dbm`` backends), else ``0o600``.
@@ -47,18 +52,19 @@ def _seconds(option: str, value: Any) -> float | None:
     return number
 
 
-def resolve_lock_dir(lock_dir: Any, backend: Any) -> str:
-    """The lock directory: the option, else the backend's ``lock_dir``, else ``<backend.data_dir>/locks``."""
+def resolve_lock_dir(lock_dir: Any, data_dir: Any, backend: Any) -> str:
+    """The lock directory, decided here only: the ``lock_dir`` option, else the backend's ``lock_dir``, else
+    ``<data_dir>/locks`` for the ``data_dir`` option, else ``<backend.data_dir>/locks``."""
     if lock_dir is not None:
         return directory_option("lock_dir", lock_dir, required=True, owner="the file lock")
     if getattr(backend, "lock_dir", None):
         return directory_option("lock_dir", backend.lock_dir, required=True, owner="the file lock")
-    if getattr(backend, "data_dir", None):
-        data_dir = directory_option("data_dir", backend.data_dir, required=True, owner="the file lock")
-        return os.path.join(data_dir, "locks")
+    data_dir = data_dir or getattr(backend, "data_dir", None)  # an empty data_dir is unset, as in Beaker
+    if data_dir:
+        return os.path.join(directory_option("data_dir", data_dir, required=True, owner="the file lock"), "locks")
     raise ConfigurationError(
-        "the file lock needs a lock_dir (the directory of its lock files); set lock_dir, or use it with a backend "
-        "that has a data_dir")
+        "the file lock needs a lock_dir (the directory of its lock files); set lock_dir or data_dir, or use it with "
+        "a backend that has a data_dir")
 
 
 class FileLock(Lock):
@@ -67,14 +73,14 @@ class FileLock(Lock):
     kind = "file"
 
     def __init__(self, name: str, *, backend: Any = None, expire: Any = DEFAULT_EXPIRE,
-                 timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, file_mode: Any = None, dir_mode: Any = None,
-                 **options: Any):
+                 timeout: Any = DEFAULT_TIMEOUT, lock_dir: Any = None, data_dir: Any = None, file_mode: Any = None,
+                 dir_mode: Any = None, **options: Any):
         if options:
             unknown_options("the file lock", options,
-                            ("backend", "expire", "timeout", "lock_dir", "file_mode", "dir_mode"))
+                            ("backend", "expire", "timeout", "lock_dir", "data_dir", "file_mode", "dir_mode"))
         require_flock("the file lock")
         super().__init__(name, backend=backend, expire=_seconds("expire", expire), timeout=_seconds("timeout", timeout))
-        self.lock_dir = resolve_lock_dir(lock_dir, backend)
+        self.lock_dir = resolve_lock_dir(lock_dir, data_dir, backend)
         self.file_mode, self.dir_mode = file_modes(
             getattr(backend, "file_mode", None) if file_mode is None else file_mode,
             getattr(backend, "dir_mode", None) if dir_mode is None else dir_mode)
