@@ -26,8 +26,7 @@ from typing import Any, Callable, Mapping
 
 from .cookies import cookie_values
 from .registry import Registry
-from .session import CookieSession, Session, SessionObject
-from .session_config import SessionConfig, session_options
+from .session import CookieSession, Session, SessionManager, SessionObject, session_options
 
 __all__ = ["SessionMiddleware"]
 
@@ -45,10 +44,6 @@ def _cookie_header(scope: Mapping[str, Any]) -> str | None:
     return "; ".join(values) if values else None
 
 
-def _needs_save(session: Any) -> bool:
-    return bool(session._changes or session._full or session._used)
-
-
 class SessionMiddleware:
     """Sessions for an ASGI application.
 
@@ -62,7 +57,7 @@ class SessionMiddleware:
                  **kwargs: Any):
         self.app = app
         self.options = session_options(config, **kwargs)
-        self.session_config = SessionConfig(self.options, registry=registry)
+        self.session_config = SessionManager(self.options, registry=registry)
         # cookie sessions and process-local stores are read without I/O, so they can stay lazy on the loop
         self.lazy = self.session_config.is_cookie or not getattr(self.session_config.backend, "shared", True)
 
@@ -80,7 +75,7 @@ class SessionMiddleware:
             if cookie_values(header, config.key):
                 holder = await _run_in_thread(self._load, request)
             else:
-                holder = Session(request, _config=config)
+                holder = Session(request, manager=config)
         scope["session"] = holder
         scope["beaker.session"] = holder
 
@@ -98,23 +93,23 @@ class SessionMiddleware:
                 session = self._used_session(holder)
                 if session is not None:
                     await self._persist(session)
-                    request = session.request
-                    if request.get("set_cookie") and request.get("cookie_out"):
+                    cookie = session.cookie_header()
+                    if cookie:
                         headers = list(message.get("headers") or ())
-                        headers.append((b"set-cookie", request["cookie_out"].encode("latin-1")))
+                        headers.append((b"set-cookie", cookie.encode("latin-1")))
                         message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
 
     def _load(self, request: dict) -> Session:
-        return Session(request, _config=self.session_config)
+        return Session(request, manager=self.session_config)
 
     @staticmethod
     def _used_session(holder: Any) -> Session | CookieSession | None:
         if isinstance(holder, SessionObject):
-            return holder._sess  # created only if the application used it
-        return holder if _needs_save(holder) else None
+            return holder.used_session()  # created only if the application used it
+        return holder if holder.needs_persist() else None
 
     async def _persist(self, session: Any) -> None:
         if self.lazy:

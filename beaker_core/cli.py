@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .exceptions import BeakerError, ConfigurationError
 from .registry import BEAKER_ALIASES, KINDS, Registration, Registry
-from .session_config import SessionConfig, session_options
+from .session import SessionManager, session_options
 from .util import parse_cache_config_options
 
 PROG = "beaker-core"
@@ -223,7 +223,7 @@ def _check_session(config: dict[str, str], options: dict[str, tuple[str, str]], 
         report.resolve(options["data_serializer"][0], "serializer", options["data_serializer"][1])
     if not report.failed_since(before):
         # what SessionMiddleware builds, with weak keys refused instead of warned about
-        report.build("session", lambda: SessionConfig(session_options(config), registry=report.registry,
+        report.build("session", lambda: SessionManager(session_options(config), registry=report.registry,
                                                       strict_keys=True))
 
 

@@ -3,7 +3,7 @@
 ``SessionMiddleware(app, config=None, environ_key='beaker.session', **kwargs)`` puts a lazy
 :class:`~beaker_core.session.SessionObject` in ``environ['beaker.session']`` and a factory of detached sessions in
 ``environ['beaker.get_session']``. Options are Beaker's ``session.*`` / ``beaker.session.*`` keys of ``config``
-and of the keyword arguments (unprefixed keyword arguments work too); see :mod:`beaker_core.session_config`.
+and of the keyword arguments (unprefixed keyword arguments work too); see :mod:`beaker_core.session.options`.
 
 A request whose application never touches its session costs one small object and a wrapped ``start_response``:
 no backend call, no cookie parsing, no ``Set-Cookie``. A session that was used is saved when the application
@@ -16,8 +16,7 @@ import warnings
 from typing import Any, Callable, Mapping
 
 from .registry import Registry
-from .session import Session, lazy_session
-from .session_config import SessionConfig, session_options
+from .session import Session, SessionManager, lazy_session, session_options
 from .util import coerce_session_params
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class SessionMiddleware:
                  environ_key: str = "beaker.session", *, registry: Registry | None = None, **kwargs: Any):
         self.wrap_app = self.app = wrap_app
         self.options = session_options(config, **kwargs)
-        self.session_config = SessionConfig(self.options, registry=registry)
+        self.session_config = SessionManager(self.options, registry=registry)
         coerce_session_params(self.options)  # Beaker's options hold coerced values, and code reads them
         self.environ_key = environ_key
         self._webtest_varname = self.session_config.webtest_varname
@@ -48,7 +47,7 @@ class SessionMiddleware:
 
     def _get_session(self) -> Session:
         """A session not tied to the request's cookie (Beaker's ``environ['beaker.get_session']()``)."""
-        return Session({}, use_cookies=False, _config=self.session_config)
+        return Session({}, use_cookies=False, manager=self.session_config)
 
     def _check_server(self, environ: dict) -> None:
         """Warn once when sessions kept in one process's memory are served by several processes."""
@@ -71,12 +70,12 @@ class SessionMiddleware:
             environ.setdefault("paste.testing_variables", {})[self._webtest_varname] = session
 
         def session_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
-            used = session._sess
+            used = session.used_session()
             if used is not None:
                 used.persist()
-                request = used.request
-                if request.get("set_cookie") and request["cookie_out"]:
-                    headers.append(("Set-Cookie", request["cookie_out"]))
+                cookie = used.cookie_header()
+                if cookie:
+                    headers.append(("Set-Cookie", cookie))
             return start_response(status, headers, exc_info)
 
         return self.wrap_app(environ, session_start_response)

@@ -147,7 +147,7 @@ def counter_scenario(kind: str, where: str, root: str) -> Scenario:
 def backend_step(app: SessionMiddleware) -> Contender:
     """No target: the backend alone reading and writing a record of the same size (one ``get`` and one ``set``,
     the least a modified server-side session needs), to tell the backend's cost from the session layer's."""
-    from beaker_core.session_store import KEY_PREFIX
+    from beaker_core.session import KEY_PREFIX
 
     client = Client(app)
     client.request()

@@ -13,7 +13,7 @@ from beaker_core.exceptions import ConfigurationError, SerializationError
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import Session, SessionObject, new_session_id, valid_session_id
-from beaker_core.session_store import KEY_PREFIX
+from beaker_core.session import KEY_PREFIX
 from beaker_core.testing.sessions import RefusedLock, WSGIClient, session_app, set_cookies
 from beaker_core.testing.concurrency import run_in_threads
 

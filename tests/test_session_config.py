@@ -8,14 +8,14 @@ import pytest
 from beaker_core.exceptions import ConfigurationError, PluginNotFound
 from beaker_core.middleware import SessionMiddleware, session_filter_app_factory, session_filter_factory
 from beaker_core.registry import Registry
-from beaker_core.session_config import SessionConfig, session_options
+from beaker_core.session import SessionManager, session_options
 from beaker_core.testing.sessions import WSGIClient, session_app, set_cookies
 
 SECRET = "a-long-enough-secret-value"
 
 
 def build(**options):
-    return SessionConfig(options, registry=Registry(load_entrypoints=False))
+    return SessionManager(options, registry=Registry(load_entrypoints=False))
 
 
 BAD_VALUES = [

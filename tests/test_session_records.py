@@ -13,7 +13,7 @@ from beaker_core.backends import Backend, deadline
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import Session
-from beaker_core.session_store import KEY_PREFIX
+from beaker_core.session import KEY_PREFIX
 from beaker_core.testing.sessions import RefusedLock, SessionConformance, WSGIClient, session_app, set_cookies
 
 

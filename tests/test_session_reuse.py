@@ -7,7 +7,7 @@ import pytest
 
 from beaker_core.serializers import JSONSerializer
 from beaker_core.session import Session
-from beaker_core.session_store import KEY_PREFIX
+from beaker_core.session import KEY_PREFIX
 
 
 class CountingJSON(JSONSerializer):
@@ -28,13 +28,13 @@ def open_session(request, tmp_path):
 
     def open_session(session_id=None):
         cookie = None if session_id is None else f"beaker.session.id={session_id}"
-        return Session({"cookie": cookie}, _config=first._config)
+        return Session({"cookie": cookie}, manager=first._manager)
     open_session.serializer = serializer
     return open_session
 
 
 def stored(session):
-    return session._config.serializer.loads(session.namespace.get(KEY_PREFIX + session.id))["d"]
+    return session._manager.serializer.loads(session.namespace.get(KEY_PREFIX + session.id))["d"]
 
 
 def new_session(open_session, **data):

@@ -11,7 +11,7 @@ from beaker_core.exceptions import ConfigurationError, SecurityWarning
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import CookieSession, Session
-from beaker_core.session_config import SessionConfig
+from beaker_core.session import SessionManager
 from beaker_core.testing.sessions import WSGIClient, session_app
 
 HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -31,7 +31,7 @@ def security_warnings(caught):
 
 
 def build(**options):
-    return SessionConfig(options, registry=Registry(load_entrypoints=False))
+    return SessionManager(options, registry=Registry(load_entrypoints=False))
 
 
 @pytest.mark.parametrize("key, reason", [

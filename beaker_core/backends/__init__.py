@@ -23,7 +23,7 @@ under one key and change some of its fields in one atomic operation sets ``atomi
 
 ``delete(key)`` and ``touch(key, ttl)`` apply to records too. Sessions then save one request's changes with a single
 ``merge_record`` call, without the session lock and without reading the record again (see
-:mod:`beaker_core.session_store`).
+:mod:`beaker_core.session.store`).
 
 Optional capability, atomic update: a backend that can read, change and write one value under its own per-key
 exclusion (the file backend's flock on the current file, a redis WATCH, a SQL ``SELECT ... FOR UPDATE``) sets

@@ -1,51 +1,27 @@
-"""What server-side and cookie sessions share: session ids, change tracking, Beaker's session API, the cookie
-decision. See :mod:`beaker_core.session` for the whole story.
+"""What server-side and cookie sessions share: :class:`BaseSession`, a dict that tracks this request's changes,
+with Beaker's session API and the decision of which cookie to send. See :mod:`beaker_core.session` for the whole
+story.
 """
 from __future__ import annotations
 
-import logging
-import re
-import secrets
 from typing import Any
 
-from . import clock
-from .cookies import check_attribute, coerce_cookie_expires, cookie_attributes, cookie_jar, delete_cookie_header, \
+from .. import clock
+from ..cookies import check_attribute, coerce_cookie_expires, cookie_attributes, cookie_jar, delete_cookie_header, \
     set_cookie_header
-from .exceptions import ConfigurationError
-from .session_config import SessionConfig, session_options
-
-log = logging.getLogger(__name__)
-_ID = re.compile(r"[A-Za-z0-9_-]{22,128}")
-
-
-def new_session_id() -> str:
-    """A new session id: 192 random bits, as 32 base64url characters."""
-    return secrets.token_urlsafe(24)
-
-
-def valid_session_id(value: Any) -> bool:
-    """Whether ``value`` may be a session id: 22 to 128 characters of ``A-Z a-z 0-9 _ -``."""
-    return type(value) is str and _ID.fullmatch(value) is not None
-
-
-def _config_for(config: SessionConfig | None, options: dict) -> SessionConfig:
-    if config is not None:
-        return config
-    if options.pop("namespace_class", None) is not None:
-        raise ConfigurationError("namespace_class is not supported; register a backend plugin instead")
-    registry = options.pop("registry", None)
-    return SessionConfig(session_options(None, **options), registry=registry)
+from .ids import new_session_id
+from .manager import SessionManager
 
 
 #: Beaker's metadata keys, answered from the session's attributes
 _METADATA_KEYS = frozenset({"_id", "_accessed_time", "_creation_time"})
 
 
-class _BaseSession(dict):
+class BaseSession(dict):
     """What server-side and cookie sessions share: change tracking, the public API, the cookie decision."""
 
     # the attributes every request sets live in slots (cheaper to set than a __dict__); others go in __dict__
-    __slots__ = ("_config", "request", "use_cookies", "_changes", "_store", "id", "is_new", "created",
+    __slots__ = ("_manager", "request", "use_cookies", "_changes", "_store", "id", "is_new", "created",
                  "last_accessed", "__dict__")
 
     # Per-request state starts as these class attributes; an instance sets only what changes (cheaper to create).
@@ -60,20 +36,29 @@ class _BaseSession(dict):
     _deleted = False              # delete() ran: a later save stores the session under a new id
     was_invalidated = False
 
-    def _start(self, request: Any, config: SessionConfig, use_cookies: bool) -> None:
-        self._config = config
+    def _start(self, request: Any, manager: SessionManager, use_cookies: bool) -> None:
+        self._manager = manager
         self.request = request
         self.use_cookies = use_cookies
         self._changes: dict = {}      # key -> True (set) / False (deleted) in this request
 
+    def _start_new(self) -> None:
+        """Begin a new session under a new id, which nothing is stored under yet (no cookie named a session that
+        loads, or the session ended)."""
+        self.id = new_session_id()
+        self._new_id = True
+        self.is_new = True
+        self.created = clock.now()
+        self.last_accessed = None
+
     @property
     def key(self) -> str:
         """The cookie name."""
-        return self._config.key
+        return self._manager.key
 
     @property
     def timeout(self) -> float | None:
-        return self._config.timeout
+        return self._manager.timeout
 
     # -- Beaker's metadata keys, read-only: ``session['_accessed_time']``, ``'_creation_time' in session`` -----
 
@@ -119,7 +104,7 @@ class _BaseSession(dict):
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def __ior__(self, other: Any) -> "_BaseSession":
+    def __ior__(self, other: Any) -> "BaseSession":
         self.update(other)
         return self
 
@@ -154,9 +139,27 @@ class _BaseSession(dict):
         """Record that the application read the session (Starlette's ``request.session`` calls this)."""
         self._used = True
 
+    def dirty(self) -> bool:
+        """Whether this request changed the session: a key set or deleted, or :meth:`changed` called."""
+        return bool(self._changes or self._full)
+
+    def needs_persist(self) -> bool:
+        """Whether :meth:`persist` has work for this request: the session changed, or it was used (read through
+        :meth:`mark_accessed`, ended, given a new id or a new cookie), so its idle timeout or cookie may need a
+        refresh. A session loaded and left untouched has none (what the ASGI middleware asks before saving)."""
+        return bool(self._changes or self._full or self._used)
+
+    def cookie_header(self) -> str | None:
+        """The ``Set-Cookie`` value this request must send, or None: Beaker's ``request['cookie_out']`` once
+        ``request['set_cookie']`` is true (call it after :meth:`persist`, which decides the final cookie)."""
+        request = self.request
+        if request.get("set_cookie"):
+            return request.get("cookie_out") or None
+        return None
+
     @property
     def cookie_expires(self) -> Any:
-        return self._config.cookie_expires if self._cookie_expires is None else self._cookie_expires
+        return self._manager.cookie_expires if self._cookie_expires is None else self._cookie_expires
 
     @cookie_expires.setter
     def cookie_expires(self, value: Any) -> None:
@@ -177,7 +180,7 @@ class _BaseSession(dict):
 
     def persist(self) -> None:
         """Save what this request changed (what the middleware calls at the end of a request)."""
-        if self._changes or self._full or self._config.auto:
+        if self._changes or self._full or self._manager.auto:
             self._write()
         elif not self._new_id:
             self._refresh(force=False)
@@ -202,7 +205,7 @@ class _BaseSession(dict):
         self._deleted = True
         self._send_cookie = False
         if self.use_cookies:
-            self.request["cookie_out"] = delete_cookie_header(self._config.key, self._attributes(),
+            self.request["cookie_out"] = delete_cookie_header(self._manager.key, self._attributes(),
                                                               self._out_value())
             self.request["set_cookie"] = True
 
@@ -227,17 +230,14 @@ class _BaseSession(dict):
 
     def _end(self) -> None:
         self._forget()
-        self.id = new_session_id()
-        self.is_new = True
-        self.created = clock.now()
-        self.last_accessed = None
+        self._start_new()
 
     # -- cookies -------------------------------------------------------------------------------------------------
 
     @property
     def domain(self) -> str | None:
         """The cookie's Domain: ``session.cookie_domain``, unless this session set its own."""
-        return dict.get(self, "_domain") or self._config.cookie_domain
+        return dict.get(self, "_domain") or self._manager.cookie_domain
 
     @domain.setter
     def domain(self, value: str | None) -> None:
@@ -248,7 +248,7 @@ class _BaseSession(dict):
     @property
     def path(self) -> str:
         """The cookie's Path: ``session.cookie_path``, unless this session set its own."""
-        return dict.get(self, "_path") or self._config.cookie_path
+        return dict.get(self, "_path") or self._manager.cookie_path
 
     @path.setter
     def path(self, value: str) -> None:
@@ -258,9 +258,9 @@ class _BaseSession(dict):
     @property
     def cookie(self) -> Any:
         """The session cookie as a :class:`http.cookies.SimpleCookie` (Beaker's attribute)."""
-        config = self._config
-        return cookie_jar(config.key, self._out_value(), self.path, self.domain, config.secure, config.httponly,
-                          config.samesite, self.cookie_expires)
+        manager = self._manager
+        return cookie_jar(manager.key, self._out_value(), self.path, self.domain, manager.secure, manager.httponly,
+                          manager.samesite, self.cookie_expires)
 
     def _set_cookie_expires(self, value: Any) -> bool:
         """Beaker's method behind ``cookie_expires = value``."""
@@ -276,19 +276,19 @@ class _BaseSession(dict):
         """Put the cookie as it now stands in ``request['cookie_out']`` at once, as Beaker does (persist sends the
         final one)."""
         if self.use_cookies:
-            self.request["cookie_out"] = self._cookie_header()
+            self.request["cookie_out"] = self._cookie_as_it_stands()
             self.request["set_cookie"] = True
 
-    def _cookie_header(self) -> str:
+    def _cookie_as_it_stands(self) -> str:
         """The ``Set-Cookie`` value for the cookie as it now stands."""
-        return set_cookie_header(self._config.key, self._out_value(), self._attributes(), self.cookie_expires)
+        return set_cookie_header(self._manager.key, self._out_value(), self._attributes(), self.cookie_expires)
 
     def _attributes(self) -> str:
         """The cookie attributes, the configured ones unless this session set a domain or path."""
-        config = self._config
+        manager = self._manager
         if not (dict.__contains__(self, "_domain") or dict.__contains__(self, "_path")):
-            return config.attributes
-        return cookie_attributes(self.path, self.domain, config.secure, config.httponly, config.samesite)
+            return manager.attributes
+        return cookie_attributes(self.path, self.domain, manager.secure, manager.httponly, manager.samesite)
 
     def _out_value(self) -> str:
         """The cookie value this session would send now."""
@@ -297,11 +297,11 @@ class _BaseSession(dict):
     def _emit_cookie(self) -> None:
         if not self.use_cookies:
             return
-        config = self._config
+        manager = self._manager
         if self._send_cookie:
             value = self._cookie_value()
             if value is not None:
-                self.request["cookie_out"] = set_cookie_header(config.key, value, self._attributes(),
+                self.request["cookie_out"] = set_cookie_header(manager.key, value, self._attributes(),
                                                                self.cookie_expires)
                 self.request["set_cookie"] = True
                 self._send_cookie = False
@@ -310,7 +310,7 @@ class _BaseSession(dict):
         if self._new_id and self._client_had_cookie:
             # the session the cookie named was deleted or invalidated, and stayed empty: clear that cookie (a cookie
             # naming a session this request did not load is left alone: it may be another path's)
-            self.request["cookie_out"] = delete_cookie_header(config.key, self._attributes())
+            self.request["cookie_out"] = delete_cookie_header(manager.key, self._attributes())
             self.request["set_cookie"] = True
             self._client_had_cookie = False
 

@@ -1,18 +1,20 @@
-"""Cookie sessions: the whole session in one cookie, encrypted and authenticated with AES-GCM."""
+"""Cookie sessions: :class:`CookieSession`, the whole session in one cookie, encrypted and authenticated with
+AES-GCM."""
 from __future__ import annotations
 
 from typing import Any
 
-from . import clock
-from .cookies import MAX_COOKIE_SIZE, cookie_values, set_cookie_header
-from .exceptions import ConfigurationError, ValueTooLarge
-from .session_base import _BaseSession, _config_for, new_session_id, valid_session_id
-from .session_config import SessionConfig
+from .. import clock
+from ..cookies import MAX_COOKIE_SIZE, cookie_values, set_cookie_header
+from ..exceptions import ConfigurationError, ValueTooLarge
+from .base import BaseSession
+from .ids import new_session_id, valid_session_id
+from .manager import SessionManager, manager_for
 
 __all__ = ["CookieSession"]
 
 
-class CookieSession(_BaseSession):
+class CookieSession(BaseSession):
     """The whole session in one cookie, encrypted and authenticated with AES-GCM (``session.type = cookie``).
 
     Needs ``secret`` (or ``encrypt_key``, or Beaker's ``validate_key``). A cookie that does not decrypt with any
@@ -21,42 +23,40 @@ class CookieSession(_BaseSession):
     """
 
     def __init__(self, request: Any, key: str | None = None, *, id: str | None = None, use_cookies: bool = True,
-                 _config: SessionConfig | None = None, **options: Any):
+                 manager: SessionManager | None = None, **options: Any):
+        """``manager``: the :class:`~beaker_core.session.manager.SessionManager` of a ``cookie`` configuration,
+        built once (what the middleware passes); without it one is built from Beaker's keyword arguments."""
         if key is not None:
             options["key"] = key
         options.setdefault("type", "cookie")
-        config = _config_for(_config, options)
-        if not config.is_cookie:
-            raise ConfigurationError(f"CookieSession needs session.type = cookie, not {config.type!r}")
-        self._start(request, config, use_cookies)
+        manager = manager_for(manager, options)
+        if not manager.is_cookie:
+            raise ConfigurationError(f"CookieSession needs session.type = cookie, not {manager.type!r}")
+        self._start(request, manager, use_cookies)
         if not (use_cookies and self._load(request.get("cookie"))):
-            self.id = new_session_id()  # as in Beaker, id= does not name a cookie session: its cookie does
-            self._new_id = True
-            self.is_new = True
-            self.created = clock.now()
-            self.last_accessed = None
+            self._start_new()  # as in Beaker, id= does not name a cookie session: its cookie does
 
     def _load(self, header: str | None) -> bool:
-        config = self._config
-        values = cookie_values(header, config.key)
+        manager = self._manager
+        values = cookie_values(header, manager.key)
         if not values:
             return False
         now = clock.now()
         for value in values:
-            plaintext = config.cipher.decrypt_text(value, config.key.encode("utf-8"))
+            plaintext = manager.cipher.decrypt_text(value, manager.key.encode("utf-8"))
             if plaintext is None:
                 continue
             try:
-                record = config.serializer.loads(plaintext)
+                record = manager.serializer.loads(plaintext)
                 session_id, created, accessed, data = record["i"], record["c"], record["a"], record["d"]
             except Exception:  # a key we hold encrypted it, so this is a bug or a serializer change: start afresh
                 continue
             if not (valid_session_id(session_id) and isinstance(data, dict)
                     and isinstance(created, (int, float)) and isinstance(accessed, (int, float))):
                 continue
-            if config.timeout is not None and now - accessed >= config.timeout:
+            if manager.timeout is not None and now - accessed >= manager.timeout:
                 continue
-            if config.absolute_timeout is not None and now - created >= config.absolute_timeout:
+            if manager.absolute_timeout is not None and now - created >= manager.absolute_timeout:
                 continue
             self.id, self.created, self.last_accessed, self.is_new = session_id, created, accessed, False
             self._client_had_cookie = True
@@ -70,7 +70,7 @@ class CookieSession(_BaseSession):
             self._load(self.request.get("cookie"))
 
     def _write(self) -> None:
-        if self._new_id and not self and not self._full and not self._config.auto:
+        if self._new_id and not self and not self._full and not self._manager.auto:
             self._changes.clear()
             return
         if self._deleted:
@@ -83,22 +83,22 @@ class CookieSession(_BaseSession):
         self._full = False
 
     def _encode(self, now: float) -> str:
-        config = self._config
+        manager = self._manager
         record = {"i": self.id, "c": self.created, "a": now, "d": dict(self)}
-        token = config.cipher.encrypt_text(config.serializer.dumps(record), config.key.encode("utf-8"))
-        header = set_cookie_header(config.key, token, config.attributes, self.cookie_expires)
+        token = manager.cipher.encrypt_text(manager.serializer.dumps(record), manager.key.encode("utf-8"))
+        header = set_cookie_header(manager.key, token, manager.attributes, self.cookie_expires)
         if len(header) > MAX_COOKIE_SIZE:
             raise ValueTooLarge(f"the session cookie would be {len(header)} bytes, over the {MAX_COOKIE_SIZE}-byte "
                                 f"limit browsers keep; store less in the session, or use a server-side session.type")
         return token
 
     def _refresh(self, force: bool) -> None:
-        config = self._config
+        manager = self._manager
         if self._new_id:
             return
         now = clock.now()
-        stale = config.timeout is not None and now - (self.last_accessed or 0.0) >= config.refresh_interval
-        if force or config.sliding_cookie or (config.save_accessed_time and stale):
+        stale = manager.timeout is not None and now - (self.last_accessed or 0.0) >= manager.refresh_interval
+        if force or manager.sliding_cookie or (manager.save_accessed_time and stale):
             self._cookie_text = self._encode(now)
             self._send_cookie = True
 

@@ -38,7 +38,7 @@ import json
 import uuid
 from typing import Any, Iterable
 
-from .exceptions import SerializationError
+from ..exceptions import SerializationError
 
 KEY_PREFIX = "session:"
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple, frozenset, complex})
@@ -68,10 +68,10 @@ def _check_record(value: Any) -> tuple[float, float, dict]:
 class BlobStore:
     """The whole record serialized as one value (see the module docstring)."""
 
-    def __init__(self, config: Any):
-        self.config = config
-        self.backend = config.backend
-        self.serializer = config.serializer
+    def __init__(self, manager: Any):
+        self.manager = manager
+        self.backend = manager.backend
+        self.serializer = manager.serializer
 
     def _decode(self, raw: bytes) -> tuple[float, float, dict]:
         try:
@@ -101,13 +101,13 @@ class BlobStore:
         item of what :meth:`load` returned, or None."""
         if held_lock is not None:
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl, seen)
-        if self.config.atomic_update:
+        if self.manager.atomic_update:
             def change(raw: Any) -> bytes | None:
                 if raw is None:
                     return None
                 return self._encode(created, now, self._merged(raw, seen, set_items, deleted))
             return bool(self.backend.update(KEY_PREFIX + session_id, change, ttl))
-        with self.config.lock(session_id):
+        with self.manager.lock(session_id):
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl, seen)
 
     def _merged(self, raw: Any, seen: Any, set_items: dict, deleted: Iterable) -> dict:
@@ -127,7 +127,7 @@ class BlobStore:
         try:
             data = self._decode(raw)[2]
         except SerializationError:
-            if not self.config.invalidate_corrupt:
+            if not self.manager.invalidate_corrupt:
                 raise
             data = {}
         for name in deleted:
@@ -172,7 +172,7 @@ class ObjectStore(BlobStore):
                ttl: float | None, held_lock: Any = None, seen: Any = None) -> bool:
         if held_lock is not None:
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
-        with self.config.lock(session_id):  # an in-process lock: the data lives in this process
+        with self.manager.lock(session_id):  # an in-process lock: the data lives in this process
             return self._merge(KEY_PREFIX + session_id, created, now, set_items, deleted, ttl)
 
     def _merge(self, key: str, created: float, now: float, set_items: dict, deleted: Iterable,
@@ -194,14 +194,14 @@ def _field(name: Any) -> str:
     """A record field for a session key: ``k:<key>`` for a str key, ``j:<tagged json>`` for any other."""
     if type(name) is str:
         return "k:" + name
-    from .serializers import json_serializer
+    from ..serializers import json_serializer
     return "j:" + json_serializer.dumps(name).decode("utf-8")
 
 
 def _unfield(field: str) -> Any:
     if field.startswith("k:"):
         return field[2:]
-    from .serializers import json_serializer
+    from ..serializers import json_serializer
     return json_serializer.loads(field[2:].encode("utf-8"))
 
 
@@ -242,9 +242,10 @@ class RecordStore(BlobStore):
                                               [_field(name) for name in deleted], ttl, create=False))
 
 
-def make_store(config: Any) -> BlobStore:
-    if config.stores_objects:
-        return ObjectStore(config)
-    if config.atomic_records:
-        return RecordStore(config)
-    return BlobStore(config)
+def make_store(manager: Any) -> BlobStore:
+    """The store that fits what the manager's backend can do (see the module docstring)."""
+    if manager.stores_objects:
+        return ObjectStore(manager)
+    if manager.atomic_records:
+        return RecordStore(manager)
+    return BlobStore(manager)

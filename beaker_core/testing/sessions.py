@@ -21,7 +21,7 @@ import pytest
 
 from ..locks import Lock
 from ..middleware import SessionMiddleware
-from ..session_store import KEY_PREFIX
+from ..session import KEY_PREFIX
 from .backend import ConformanceBase, requires
 from .concurrency import run_in_threads
 

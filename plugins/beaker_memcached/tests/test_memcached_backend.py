@@ -340,7 +340,7 @@ def _session_app(url):
 
 
 def test_session_record_has_the_session_timeout_as_its_ttl(server):
-    from beaker_core.session_store import KEY_PREFIX
+    from beaker_core.session import KEY_PREFIX
     from beaker_core.testing.servers import memcached_command
     app, client = _session_app(server.url)
     assert [client.json("/incr") for _ in range(3)] == [1, 2, 3]

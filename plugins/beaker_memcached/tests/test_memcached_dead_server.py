@@ -7,7 +7,7 @@ from beaker_core.cache import Cache
 from beaker_core.exceptions import BackendError
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
-from beaker_core.session_store import KEY_PREFIX
+from beaker_core.session import KEY_PREFIX
 from beaker_core.testing.sessions import WSGIClient, session_app
 from beaker_memcached.backend import MemcachedBackend
 from beaker_memcached.lock import MemcachedLock
