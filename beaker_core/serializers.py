@@ -8,8 +8,8 @@ set, frozenset, UUID, Decimal, and dicts whose keys are not all strings. A user 
 
 Most values hold nothing to tag (the str, int, float, bool, None, lists and str-keyed dicts of a typical session), and
 for them the tagging walk would only copy the value. :func:`_plain` proves that first, without building anything,
-and such a value goes straight to the C encoder. The proof must be exact, since the C encoder never complains about
-what JSON would change: it writes a tuple as a list and an int key as a string.
+and such a value goes straight to the encoder (:mod:`beaker_core.json_fastpath`). The proof must be exact, since the
+encoder never complains about what JSON would change: it writes a tuple as a list and an int key as a string.
 
 ``pickle`` exists for values JSON cannot express, and is used only when configured: unpickling data runs code, so it
 must never see bytes a client can forge.
@@ -20,11 +20,11 @@ import base64
 import datetime
 import decimal
 import json
-import json.encoder
 import pickle
 import uuid
 from typing import Any
 
+from . import json_fastpath
 from .exceptions import SerializationError
 
 TAG = "__bk__"
@@ -151,51 +151,18 @@ def _object_hook(obj: dict) -> Any:
     return obj
 
 
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"{type(value).__qualname__} reached the JSON encoder untagged")
-
-
-def _make_encoder() -> Any:
-    """Compact UTF-8 JSON of a value made of JSON's own types (what :func:`_plain` or :func:`_to_json` gives).
-
-    The C encoder is built once here: ``JSONEncoder.encode`` would build it again on every call. It runs without
-    the encoder's cycle check, as both producers of its input already end a cycle in RecursionError.
-    """
-    standard = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return standard
-    try:
-        chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-        join = "".join
-        sample = {"a": [1, 2.5, None, True, "\u00e9", float("nan")], "b": {}}
-        if join(chunks(sample, 0)) != standard(sample):
-            return standard
-    except Exception:  # a C encoder with another signature
-        return standard
-
-    def encode(value: Any) -> str:
-        return join(chunks(value, 0))
-    return encode
-
-
-_encode_json = _make_encoder()
-_PLAIN_DECODER = json.JSONDecoder()
-
-
 class JSONSerializer(Serializer):
     """JSON with tagged types (see the module docstring). Output is compact UTF-8."""
 
     name = "json"
-    _encode = staticmethod(_encode_json)
+    _encode = staticmethod(json_fastpath.encode)
     _decode = json.JSONDecoder(object_hook=_object_hook).decode
     # Most stored values hold no tagged object; decoding those without the Python-level object hook is about
     # twice as fast. The tag's name in the text is what sends a document through the hook.
-    _decode_plain = _PLAIN_DECODER.decode
-    # The same decoder's scanner, called directly: ``decode`` wraps it in two whitespace matches and two Python
-    # calls, which cost as much again as the scan of a small document. What this serializer writes has no
-    # whitespace around it; anything else (and every error) goes through ``decode``.
-    _scan_plain = staticmethod(_PLAIN_DECODER.scan_once)
+    _decode_plain = json_fastpath.PLAIN_DECODER.decode
+    # What this serializer writes has no whitespace around it: one scan reads it whole (see json_fastpath.scan);
+    # anything else (and every error) goes through ``decode``.
+    _scan_plain = staticmethod(json_fastpath.scan)
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -220,7 +187,7 @@ class JSONSerializer(Serializer):
                 value, end = self._scan_plain(text, 0)
                 if end == len(text):
                     return value
-            except StopIteration:  # no JSON value at the start: decode says why
+            except (StopIteration, ValueError):  # no JSON value at the start, or a malformed one: decode says why
                 pass
             return self._decode_plain(text)
         except SerializationError:

@@ -9,8 +9,19 @@ import uuid
 
 import pytest
 
+from beaker_core import json_fastpath
 from beaker_core.exceptions import SerializationError
 from beaker_core.serializers import TAG, JSONSerializer, PickleSerializer, json_serializer, pickle_serializer
+
+
+@pytest.fixture(autouse=True, params=["fast path", "fallback"])
+def json_path(request, monkeypatch):
+    """Every test runs twice: with the json module's internals (beaker_core.json_fastpath), and with the public API
+    they fall back to, which must give the same bytes, the same values and the same errors."""
+    if request.param == "fallback":
+        monkeypatch.setattr(JSONSerializer, "_encode", staticmethod(json_fastpath.standard_encode))
+        monkeypatch.setattr(JSONSerializer, "_scan_plain", staticmethod(json_fastpath.standard_scan))
+    return request.param
 
 UTC = datetime.timezone.utc
 TAGGED_VALUES = [

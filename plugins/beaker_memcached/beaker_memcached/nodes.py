@@ -11,10 +11,8 @@ share is the backend's decision (a miss for cache reads and writes, an error nam
 Each server has one ``pymemcache`` client per thread (a client is a single socket and is not thread safe). A forked
 child drops the clients it inherited, so parent and child never share a socket.
 
-Reply timeouts are set in the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a blocking socket) rather than with a Python
-socket timeout, which polls the socket before every read: the same protection against a server that stops
-answering, without an extra system call on every cache hit. Where the kernel option is unavailable, the Python
-timeout is used.
+The clients come from :func:`beaker_memcached.fastpath.new_client`: reply timeouts set in the kernel and the read
+path of a cache hit parsed there, or pymemcache's own client when its internals are not what those expect.
 """
 from __future__ import annotations
 
@@ -26,7 +24,8 @@ from typing import Any
 
 from beaker_core.backends.health import DEFAULT_DEAD_RETRY, PROBE_TIMEOUT, DownMark, describe_error, waited
 from beaker_core.exceptions import ConfigurationError
-from beaker_core.util import set_socket_io_timeout
+
+from .fastpath import new_client
 
 DEFAULT_PORT = 11211
 MAX_KEY_LENGTH = 250
@@ -111,134 +110,6 @@ def _weight(server: str, key: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{server}\x00{key}".encode("ascii"), digest_size=8).digest(), "big")
 
 
-_client_class: Any = None
-
-
-def client_class() -> Any:
-    """pymemcache's ``Client`` with kernel reply timeouts (created on first use, so pymemcache loads lazily)."""
-    global _client_class
-    if _client_class is None:
-        from pymemcache.client.base import Client
-
-        class KernelTimeoutClient(Client):
-            io_timeout: float | None = None
-
-            def _connect(self) -> None:
-                super()._connect()
-                if self.io_timeout and not set_socket_io_timeout(self.sock, self.io_timeout):
-                    self.sock.settimeout(self.io_timeout)
-
-            def check_key(self, key: Any, key_prefix: bytes) -> bytes:
-                # every key reaches this client through map_key, which already made it a valid memcached key
-                # (printable ASCII, no spaces, at most 250 bytes): pymemcache's own check would only repeat it
-                if type(key) is str:
-                    key = key.encode("ascii")
-                return key_prefix + key if key_prefix else key
-
-            def get_values(self, keys: list[bytes]) -> dict[bytes, bytes]:
-                """``get`` of ``keys`` (valid memcached keys, as bytes): the values found, by key.
-
-                The read path of a cache hit, kept short: one ``sendall`` and usually one ``recv``, the reply
-                parsed by the lengths it announces. It uses this client's own socket and leaves it as pymemcache
-                expects it between commands (nothing left unread); on any error the socket is closed first, as
-                pymemcache does, so a half-read reply never reaches the next command.
-                """
-                if self.sock is None:
-                    self._connect()
-                sock = self.sock
-                try:
-                    sock.sendall(b"get " + b" ".join(keys) + b"\r\n")
-                    return read_values(sock, sock.recv(_RECV_SIZE))
-                except BaseException:
-                    self.close()
-                    raise
-
-        _client_class = KernelTimeoutClient
-    return _client_class
-
-
-_RECV_SIZE = 4096
-
-
-def read_values(sock: Any, data: bytes) -> dict[bytes, bytes]:
-    """Parse the reply to a ``get`` of text protocol memcached: ``VALUE <key> <flags> <bytes>[ <cas>]\r\n`` then
-    the data and ``\r\n``, for each key found, then ``END\r\n``. ``data`` is what was read so far from ``sock``,
-    which is read again while the reply is incomplete. Flags are ignored (every value is stored as bytes with
-    flags 0).
-
-    Raises pymemcache's errors for what the server says instead (``ERROR``, ``CLIENT_ERROR``, ``SERVER_ERROR``),
-    for a reply that is not the protocol, and for a connection closed before ``END``.
-    """
-    values: dict[bytes, bytes] = {}
-    position = 0
-    while True:
-        line_end = data.find(b"\r\n", position)
-        while line_end < 0:
-            data = _more(sock, data, 0)
-            line_end = data.find(b"\r\n", position)
-        fields = data[position:line_end].split(b" ")
-        if fields[0] != b"VALUE":
-            if line_end == position + 3 and fields[0] == b"END":
-                if line_end + 2 != len(data):
-                    _protocol_error(f"{len(data) - line_end - 2} unexpected bytes after END")
-                return values
-            _server_error(data[position:line_end])
-        try:
-            size = int(fields[3])
-        except (IndexError, ValueError):
-            size = -1
-        if size < 0 or len(fields) > 5:
-            _protocol_error(f"malformed VALUE line {data[position:line_end][:300]!r}")
-        start = line_end + 2
-        end = start + size
-        if len(data) < end + 2:
-            data = _more(sock, data, end + 2 - len(data))
-        if data[end:end + 2] != b"\r\n":
-            _protocol_error(f"the value of {fields[1][:300]!r} is not followed by CRLF")
-        values[fields[1]] = data[start:end]
-        position = end + 2
-
-
-def _more(sock: Any, data: bytes, missing: int) -> bytes:
-    """``data`` and what comes next from ``sock``: at least ``missing`` more bytes, or at least one byte when 0."""
-    if missing <= _RECV_SIZE:
-        chunk = sock.recv(_RECV_SIZE)
-        if not chunk:
-            _closed()
-        return data + chunk if len(chunk) >= missing else _more(sock, data + chunk, missing - len(chunk))
-    buffer = bytearray(missing)  # a large value: read it in place rather than concatenating chunks
-    view = memoryview(buffer)
-    filled = 0
-    while filled < missing:
-        count = sock.recv_into(view[filled:])
-        if not count:
-            _closed()
-        filled += count
-    return data + buffer
-
-
-def _closed() -> None:
-    from pymemcache.exceptions import MemcacheUnexpectedCloseError
-    raise MemcacheUnexpectedCloseError()
-
-
-def _server_error(line: bytes) -> None:
-    from pymemcache.exceptions import MemcacheClientError, MemcacheServerError, MemcacheUnknownCommandError
-    text = line.decode("ascii", "replace")[:300]
-    if line.startswith(b"SERVER_ERROR"):
-        raise MemcacheServerError(text)
-    if line.startswith(b"CLIENT_ERROR"):
-        raise MemcacheClientError(text)
-    if line == b"ERROR":
-        raise MemcacheUnknownCommandError(text)
-    _protocol_error(f"unexpected reply line {text!r}")
-
-
-def _protocol_error(detail: str) -> None:
-    from pymemcache.exceptions import MemcacheUnknownError
-    raise MemcacheUnknownError(f"memcached reply not understood: {detail}")
-
-
 class Node(DownMark):
     """One memcached server: its address, its per-thread clients, and its down mark (``down_until`` is 0.0 while
     it is up; ``last_error`` says how it last failed)."""
@@ -251,7 +122,7 @@ class Node(DownMark):
         else:
             host, _, port = address.rpartition(":")
             self.server = (host.strip("[]"), int(port))
-        self.client_options = {**client_options, "timeout": None}  # replies time out in the kernel instead
+        self.client_options = client_options
         self.io_timeout = io_timeout
         self.local = threading.local()
         timeouts = [seconds for seconds in (io_timeout, client_options.get("connect_timeout")) if seconds]
@@ -262,15 +133,13 @@ class Node(DownMark):
     def client(self) -> Any:
         client = getattr(self.local, "client", None)
         if client is None:
-            client = client_class()(self.server, **self.client_options)
-            client.io_timeout = self.io_timeout
-            self.local.client = client
+            client = self.local.client = new_client(self.server, self.client_options, self.io_timeout)
         return client
 
     def _probe(self) -> None:
         """``version`` on a connection of its own, with the probe's short timeout (see :class:`DownMark`)."""
-        client = client_class()(self.server, **{**self.client_options, "connect_timeout": self.probe_timeout,
-                                                "timeout": self.probe_timeout})
+        client = new_client(self.server, {**self.client_options, "connect_timeout": self.probe_timeout,
+                                          "timeout": self.probe_timeout})
         try:
             client.version()
         finally:

@@ -11,7 +11,7 @@ from pymemcache.exceptions import (MemcacheClientError, MemcacheServerError, Mem
 
 from beaker_core.exceptions import BackendError
 from beaker_memcached.backend import MemcachedBackend
-from beaker_memcached.nodes import read_values
+from beaker_memcached.fastpath import read_values
 
 
 class Chunks:

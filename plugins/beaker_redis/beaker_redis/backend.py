@@ -19,9 +19,9 @@ from beaker_core.exceptions import BackendError, ConfigurationError, Serializati
 from beaker_core.util import coerce_float
 
 from .cluster import connect_cluster, is_cluster_url, join_urls, parse_cluster_url
-from .connection import (Target, client_options, describe_client, direct_commands, down_mark, freeze,
-                         is_connection_failure, parse_single_url, redis_timeouts, scrub, shared_clients,
-                         use_kernel_timeouts)
+from .connection import (Target, client_options, describe_client, down_mark, freeze, is_connection_failure,
+                         parse_single_url, redis_timeouts, scrub, shared_clients)
+from .fastpath import direct_commands, reply_timed_out, use_kernel_timeouts
 from .sentinel import (SentinelTarget, connect_sentinel, describe_sentinel_client, is_sentinel_url,
                        parse_sentinel_url, sentinel_url)
 
@@ -205,8 +205,8 @@ class RedisBackend(Backend):
             self._mget = self._client.mget_nonatomic
         else:
             # the commands of a cache hit and of a session load and save skip redis-py's per-command overhead
-            # (see DirectCommands); a client passed in keeps its own execute_command (it may hold one connection),
-            # and so does a sentinel client, whose connections must follow the primary through a failover
+            # (see fastpath.DirectCommands); a client passed in keeps its own execute_command (it may hold one
+            # connection), and so does a sentinel client, whose connections must follow the primary through a failover
             own_path = client is not None or isinstance(self.target, SentinelTarget)
             self._command = self._client.execute_command if own_path else direct_commands(self._client)
             self._mget = functools.partial(self._command, "MGET")
@@ -263,7 +263,7 @@ class RedisBackend(Backend):
     def _detail(self, target: Target, exc: BaseException) -> str:
         password = self._password or target.password
         detail = scrub(f"{type(exc).__name__}: {exc}", password)
-        if isinstance(exc.__context__, BlockingIOError):  # a kernel reply timeout (see connection.py)
+        if reply_timed_out(exc):
             detail = f"no reply in time ({detail})"
         return detail
 

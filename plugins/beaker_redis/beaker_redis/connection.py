@@ -6,8 +6,6 @@ coming from redis-py are scrubbed of the password as well, in case a library mes
 """
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -15,7 +13,10 @@ from typing import Any
 
 from beaker_core.backends.health import PROBE_TIMEOUT, DownMark, describe_error, waited
 from beaker_core.exceptions import ConfigurationError
-from beaker_core.util import coerce_bool, coerce_float, coerce_int, set_socket_io_timeout
+from beaker_core.pool import InstancePool
+from beaker_core.util import coerce_bool, coerce_float, coerce_int
+
+from .fastpath import close_direct_commands, plain_connection_class
 
 SINGLE_SCHEMES = ("redis://", "rediss://", "unix://")
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -120,76 +121,10 @@ def client_options(owner: str, *, socket_timeout: Any, socket_connect_timeout: A
     return options
 
 
-# -- reply timeouts ---------------------------------------------------------------------------------------------
-
-_timeout_classes: dict[Any, Any] = {}
-
-
-def use_kernel_timeouts(kwargs: dict[str, Any]) -> None:
-    """Move ``socket_timeout`` into the kernel for plain TCP and unix connections (in place).
-
-    A Python socket timeout polls the socket before every read: one more system call on every command.
-    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a blocking socket protect against a server that stops answering just the
-    same, for free. TLS connections and cluster nodes keep the Python timeout.
-    """
-    from redis.connection import Connection, UnixDomainSocketConnection
-
-    timeout = kwargs.get("socket_timeout")
-    base = kwargs.get("connection_class", Connection)
-    if not timeout or kwargs.get("ssl") or base not in (Connection, UnixDomainSocketConnection) \
-            or not sys.platform.startswith("linux"):
-        return
-    key = (base, timeout)
-    connection_class = _timeout_classes.get(key)
-    if connection_class is None:
-        def _connect(self):
-            sock = base._connect(self)
-            if not set_socket_io_timeout(sock, timeout):
-                sock.settimeout(timeout)
-            return sock
-        connection_class = _timeout_classes[key] = type(f"KernelTimeout{base.__name__}", (base,),
-                                                        {"_connect": _connect, "io_timeout": timeout})
-    kwargs["connection_class"] = connection_class
-    kwargs["socket_timeout"] = None
-    kwargs.setdefault("socket_connect_timeout", timeout)
-
-
 # -- shared clients ----------------------------------------------------------------------------------------------
 
-class SharedClients:
-    """One client per (kind, url, options), counted: the last user to let go closes its connections."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._entries: dict[Any, list] = {}  # key -> [client, users]
-
-    def checkout(self, key: Any, create) -> Any:
-        with self._guard:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = [create(), 0]
-            entry[1] += 1
-            return entry[0]
-
-    def checkin(self, key: Any) -> None:
-        with self._guard:
-            entry = self._entries.get(key)
-            if entry is None:
-                return
-            entry[1] -= 1
-            if entry[1] > 0:
-                return
-            del self._entries[key]
-        close_client(entry[0])
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 def close_client(client: Any) -> None:
-    commands = _direct_by_client.get(client)
-    if commands is not None:
-        commands.close()
+    close_direct_commands(client)
     try:
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
@@ -200,113 +135,12 @@ def close_client(client: Any) -> None:
         pass
 
 
-shared_clients = SharedClients()
+#: one client per (kind, url, options), counted: the last backend to close closes its connections
+shared_clients = InstancePool(close=close_client)
 
 
 def freeze(options: dict[str, Any]) -> tuple:
     return tuple(sorted((key, repr(value)) for key, value in options.items()))
-
-
-# -- the commands of the hot paths -------------------------------------------------------------------------------
-
-class DirectCommands:
-    """``commands(*args)``: one command of the hot paths on a connection of a small set kept for them, and the reply
-    as the connection parses it (no response callback: ``HGETALL`` gives RESP2's flat list).
-
-    redis-py's ``execute_command`` costs about 5 us per command on top of the connection's own work (its retry
-    wrapper, the observability hooks and the response callbacks), and taking a connection from its pool and giving
-    it back costs about 9 us more (two process id checks and a poll of the socket, each a system call, and two
-    lock round trips): together more than the round trip itself on loopback. The commands of a cache hit and of a
-    session load and save are sent here instead. Idle connections wait in a list (``pop`` and ``append`` are
-    atomic): a thread takes one, sends its command, reads the whole reply and puts it back, so the set never holds
-    more connections than there were commands in flight at once, and at most the client's ``max_connections``
-    (beyond that, commands go through the pool). A forked child forgets the connections it inherited.
-
-    A connection that failed (the server restarted, or closed an idle connection) is disconnected by redis-py and
-    connects again when next used; the failed command is sent once more through ``execute_command``, which applies
-    the client's retry policy. A reply timeout is raised as it is, not waited for twice.
-    """
-
-    def __init__(self, client: Any):
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = pool.connection_kwargs
-        self._limit = pool.max_connections
-        self._execute = client.execute_command
-        self._idle: list[Any] = []
-        self._opened = 0
-        self._guard = threading.Lock()
-        _live_direct.add(self)
-
-    def __call__(self, *args: Any) -> Any:
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            connection = self._open()
-            if connection is None:  # max_connections reached here: the pool decides (waits or refuses)
-                return self._execute(*args)
-        try:
-            connection.send_packed_command(connection.pack_command(*args))
-            return connection.read_response()
-        except _connection_error() as exc:
-            if isinstance(exc.__context__, (BlockingIOError, TimeoutError)):  # a kernel reply timeout
-                raise
-        finally:
-            # back to the set: its reply was read whole (an error reply too), or redis-py disconnected it after a
-            # failure or an interruption, and it connects again when next used
-            self._idle.append(connection)
-        return self._execute(*args)
-
-    def _open(self) -> Any:
-        with self._guard:
-            if self._opened >= self._limit:
-                return None
-            self._opened += 1
-        return self._connection_class(**self._connection_kwargs)
-
-    def forget(self) -> None:
-        """Drop the idle connections without closing them (a forked child: their sockets are the parent's)."""
-        with self._guard:
-            self._opened -= len(self._idle)
-            self._idle = []
-
-    def close(self) -> None:
-        idle, self._idle = self._idle, []
-        with self._guard:
-            self._opened -= len(idle)
-        for connection in idle:
-            try:
-                connection.disconnect()
-            except Exception:  # closing is best effort
-                pass
-
-
-_connection_error_class: Any = None
-
-
-def _connection_error() -> Any:
-    global _connection_error_class
-    if _connection_error_class is None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        _connection_error_class = RedisConnectionError
-    return _connection_error_class
-
-
-_live_direct: "weakref.WeakSet[DirectCommands]" = weakref.WeakSet()
-_direct_by_client: "weakref.WeakKeyDictionary[Any, DirectCommands]" = weakref.WeakKeyDictionary()
-_direct_guard = threading.Lock()
-
-
-def direct_commands(client: Any) -> Any:
-    """The :class:`DirectCommands` of a ``redis.Redis`` client (one per client, shared by its backends); the
-    client's own ``execute_command`` when its pool keeps a client-side cache, which only that path consults."""
-    if getattr(client.connection_pool, "cache", None) is not None:
-        return client.execute_command
-    with _direct_guard:
-        commands = _direct_by_client.get(client)
-        if commands is None:
-            commands = _direct_by_client[client] = DirectCommands(client)
-        return commands
 
 
 # -- down marks ---------------------------------------------------------------------------------------------------
@@ -334,11 +168,8 @@ class ServerProbe:
     def __init__(self, client: Any, password: str | None):
         self.pool = pool = client.connection_pool  # not the client: the marks are kept while the client lives
         self.password = password
-        connection_class = pool.connection_class
-        kernel_timeout = getattr(connection_class, "io_timeout", None)
-        if kernel_timeout is not None:  # this module's kernel timeout class: the probe sets its own timeout
-            connection_class = connection_class.__bases__[0]
-        self.connection_class = connection_class
+        # a connection class with kernel reply timeouts gives way to redis-py's own: the probe sets its own timeout
+        self.connection_class, kernel_timeout = plain_connection_class(pool.connection_class)
         timeouts = [seconds for seconds in (kernel_timeout, pool.connection_kwargs.get("socket_timeout"),
                                             pool.connection_kwargs.get("socket_connect_timeout")) if seconds]
         self.timeout = min([PROBE_TIMEOUT, *timeouts])
@@ -382,12 +213,3 @@ def down_mark(client: Any, dead_retry: float, password: str | None) -> DownMark:
             mark = marks[dead_retry] = DownMark(probe, dead_retry, probe_timeout=probe.timeout,
                                                 timeouts=redis_timeouts(), describe=probe.describe)
         return mark
-
-
-def _after_fork_in_child() -> None:
-    for commands in list(_live_direct):
-        commands.forget()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

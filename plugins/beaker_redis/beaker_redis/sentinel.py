@@ -15,7 +15,7 @@ the URL.
 The client is redis-py's ``Sentinel(...).master_for(service_name)``: each new connection asks a sentinel where the
 primary is, so after a failover the connections to the old primary fail once and the next ones reach the new one.
 Its commands go through redis-py's own ``execute_command``, never through the backend's set of direct connections
-(``DirectCommands``), which would stay connected to whatever server they first reached.
+(``beaker_redis.fastpath.DirectCommands``), which would stay connected to whatever server they first reached.
 
 Beaker had no Sentinel support, hence no key names of its own to accept here.
 """

@@ -542,7 +542,7 @@ def test_hot_commands_stay_within_max_connections(server_factory):
     backend.set("k", b"v")
     held = []
     # commands in flight at once, each on its own connection: take them from the hot set without giving them back
-    from beaker_redis.connection import direct_commands
+    from beaker_redis.fastpath import direct_commands
     commands = direct_commands(backend.client)
     while True:
         connection = commands._open()
@@ -578,7 +578,7 @@ def test_a_forked_child_opens_its_own_hot_connections(redis_server, prefix):
     pid = os.fork()
     if pid == 0:  # the child: its reads must not interleave with the parent's on a shared socket
         try:
-            from beaker_redis.connection import direct_commands
+            from beaker_redis.fastpath import direct_commands
             results = [direct_commands(backend.client)._idle == []]  # the inherited connection was forgotten
             for index in range(200):
                 backend.set(f"c{index}", str(index).encode())
