@@ -12,8 +12,7 @@ from beaker_core.backends.memory import MemoryBackend
 from beaker_core.exceptions import ConfigurationError, SerializationError
 from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
-from beaker_core.session import Session, SessionObject, new_session_id, valid_session_id
-from beaker_core.session import KEY_PREFIX
+from beaker_core.session import KEY_PREFIX, Session, SessionManager, SessionObject, new_session_id, valid_session_id
 from beaker_core.testing.sessions import RefusedLock, WSGIClient, session_app, set_cookies
 from beaker_core.testing.concurrency import run_in_threads
 
@@ -382,3 +381,27 @@ def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path):
     backend.calls.clear()
     client.request("/")
     assert dict(backend.calls) == {"get": 1, "update": 1}
+
+
+def test_what_a_middleware_asks_a_session_at_the_end_of_a_request():
+    manager = SessionManager({"type": "memory"}, registry=Registry(load_entrypoints=False))
+    untouched = SessionObject({}, manager)
+    assert untouched.used_session() is None and untouched.cookie_header() is None and not untouched.dirty()
+    assert not untouched.accessed()
+
+    lazy = SessionObject({}, manager)
+    lazy["a"] = 1
+    session = lazy.used_session()
+    assert isinstance(session, Session) and session.dirty() and session.needs_persist()
+    session.persist()
+    cookie = session.cookie_header()
+    assert cookie is not None and cookie == lazy.cookie_header() and cookie.startswith(f"{manager.key}={session.id}")
+    assert not session.dirty() and not lazy.dirty()
+
+    # the next request loads it: nothing to save until it is changed or marked as read
+    loaded = Session({"cookie": f"{manager.key}={session.id}"}, manager=manager)
+    assert not loaded.is_new and not loaded.dirty() and not loaded.needs_persist()
+    loaded.persist()
+    assert loaded.cookie_header() is None
+    loaded.mark_accessed()
+    assert loaded.needs_persist() and not loaded.dirty()

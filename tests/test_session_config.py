@@ -237,6 +237,22 @@ def test_memory_sessions_ignore_a_data_dir_with_a_warning(tmp_path):
     assert config.lock_options == {"lock_dir": str(tmp_path / "locks")}
 
 
+def test_the_file_lock_of_sessions_is_handed_the_configured_directories(tmp_path):
+    # the lock decides its directory: lock_dir, else the backend's lock_dir, else <data_dir>/locks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory = build(type="memory", data_dir=str(tmp_path / "d"), lock_type="file")
+    assert memory.lock_options == {"data_dir": str(tmp_path / "d")}
+    assert memory.lock("a" * 32).lock_dir == str(tmp_path / "d" / "locks")
+    on_file = build(type="file", data_dir=str(tmp_path / "f"), lock_type="file")
+    assert on_file.lock("a" * 32).lock_dir == str(tmp_path / "f" / "locks")
+    with_lock_dir = build(type="file", data_dir=str(tmp_path / "f"), lock_dir=str(tmp_path / "l"), lock_type="file")
+    assert with_lock_dir.lock_options == {"data_dir": str(tmp_path / "f"), "lock_dir": str(tmp_path / "l")}
+    assert with_lock_dir.lock("a" * 32).lock_dir == str(tmp_path / "l")
+    # a lock that takes no directory is not given one
+    assert build(type="file", data_dir=str(tmp_path / "f"), lock_type="thread").lock_options == {}
+
+
 def _cookie(app, path="/incr"):
     _, headers, _ = WSGIClient(app).request(path)
     return set_cookies(headers)[0]
