@@ -28,6 +28,7 @@ import pluggy
 
 from . import hookspecs
 from .exceptions import ConfigurationError, DuplicatePlugin, PluginLoadError, PluginNotFound
+from .pool import InstancePool
 from .util import fit_options
 
 KINDS = ("backend", "serializer", "lock")
@@ -130,7 +131,7 @@ class Registry:
         self.failures: dict[str, PluginFailure] = {}
         self._loaded = False
         self._lock = threading.RLock()
-        self._backends: dict[Any, Any] = {}
+        self._backends = InstancePool(close=_close_backend)
 
     # -- loading ---------------------------------------------------------------------------------------------
 
@@ -312,26 +313,22 @@ class Registry:
         other option the backend does not take raises ConfigurationError.
         """
         registration = self.lookup("backend", name)
-        key = (registration.name, _freeze(options))
-        backend = self._backends.get(key)
-        if backend is None:
-            with self._lock:
-                backend = self._backends.get(key)
-                if backend is None:
-                    fitted = fit_options(registration.factory, f"the {registration.name} backend", options,
-                                         optional=("data_dir", "lock_dir"))
-                    backend = registration.factory(**fitted)
-                    self._backends[key] = backend
-        return backend
+
+        def create() -> Any:
+            fitted = fit_options(registration.factory, f"the {registration.name} backend", options,
+                                 optional=("data_dir", "lock_dir"))
+            return registration.factory(**fitted)
+        return self._backends.get((registration.name, _freeze(options)), create)
 
     def close(self) -> None:
         """Close every backend this registry opened."""
-        with self._lock:
-            backends, self._backends = list(self._backends.values()), {}
-        for backend in backends:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+        self._backends.close()
+
+
+def _close_backend(backend: Any) -> None:
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _freeze(value: Any) -> Any:

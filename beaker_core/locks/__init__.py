@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ..exceptions import ConfigurationError, LockTimeout
+from ..pool import InstancePool
 from ..util import coerce_float
 
 log = logging.getLogger(__name__)
@@ -107,34 +108,7 @@ class NullLock(Lock):
         pass
 
 
-class _NamedLocks:
-    """Process-wide ``threading.Lock`` objects by name, dropped when nobody holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, list] = {}  # name -> [lock, users]
-
-    def checkout(self, name: str) -> threading.Lock:
-        with self._guard:
-            entry = self._locks.get(name)
-            if entry is None:
-                entry = self._locks[name] = [threading.Lock(), 0]
-            entry[1] += 1
-            return entry[0]
-
-    def checkin(self, name: str) -> None:
-        with self._guard:
-            entry = self._locks.get(name)
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    del self._locks[name]
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
-_named_locks = _NamedLocks()
+_named_locks = InstancePool()  # name -> the threading.Lock its thread locks share, dropped when nobody holds it
 
 
 class ThreadLock(Lock):
@@ -148,7 +122,7 @@ class ThreadLock(Lock):
         self._held: threading.Lock | None = None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        lock = _named_locks.checkout(self.name)
+        lock = _named_locks.checkout(self.name, threading.Lock)
         if not blocking:
             taken = lock.acquire(False)
         else:
@@ -270,8 +244,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_leases._reset)
 
 
-_url_backends: dict[tuple, Any] = {}  # (backend class, url) -> the backend the locks given that url share
-_url_guard = threading.Lock()
+_url_backends = InstancePool()  # (backend class, url) -> the backend the locks given that url share
 
 
 class TokenLock(Lock):
@@ -341,12 +314,7 @@ class TokenLock(Lock):
         return coerce_float(f"the {self.kind} lock's {option}", value, minimum=0.0, allow_none=True)
 
     def _backend_for_url(self, url: Any) -> Any:
-        key = (self.backend_class, self._url_key(url))
-        with _url_guard:
-            backend = _url_backends.get(key)
-            if backend is None:
-                backend = _url_backends[key] = self.backend_class(url=url)
-            return backend
+        return _url_backends.get((self.backend_class, self._url_key(url)), lambda: self.backend_class(url=url))
 
     def _url_key(self, url: Any) -> Any:
         if not isinstance(url, str):
