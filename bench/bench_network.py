@@ -2,10 +2,11 @@
 
 Run through ``bench/run network``, or ``bench/.venv/bin/python bench/bench_network.py [--only TEXT] ...``.
 
-The servers are started by :mod:`beaker_core.testing.servers` on free loopback ports (or taken from
-``BEAKER_TEST_REDIS_URL`` / ``BEAKER_TEST_MEMCACHED_URL``) and stopped at the end. Every contender talks to the same
-server over its own connection; values are the same dict everywhere, and the raw clients read back the very bytes
-beaker-core stored (envelope header and JSON), so both sides move the same number of bytes.
+The servers are started by the plugins' test helpers (:mod:`beaker_redis.testing`, :mod:`beaker_memcached.testing`)
+on free loopback ports (or taken from ``BEAKER_TEST_REDIS_URL`` / ``BEAKER_TEST_MEMCACHED_URL``) and stopped at the
+end. Every contender talks to the same server over its own connection; values are the same dict everywhere, and the
+raw clients read back the very bytes beaker-core stored (envelope header and JSON), so both sides move the same
+number of bytes.
 
 Round trips of a session request are counted by wrapping redis-py's ``send_packed_command`` (one call per command
 or per pipeline, i.e. per round trip) for a few requests outside the timed loops, and cross-checked with the
@@ -51,7 +52,7 @@ def redis_url():
     if url:
         yield url
         return
-    from beaker_core.testing.servers import start_redis
+    from beaker_redis.testing import start_redis
     server = start_redis()
     try:
         yield server.url
@@ -65,7 +66,7 @@ def memcached_address():
     if address:
         yield address
         return
-    from beaker_core.testing.servers import start_memcached
+    from beaker_memcached.testing import start_memcached
     # one worker thread: memcached hands connections to its threads in turn, and a thread that wakes up on the other
     # CPU answers later than one on the same CPU, which would favour whichever contender's connection it got
     server = start_memcached(extra_args=("-t", "1"))

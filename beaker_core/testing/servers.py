@@ -1,42 +1,41 @@
-"""Real redis-server and memcached processes for tests, on free loopback ports.
+"""Real server processes for tests, on free loopback ports: the generic part that every plugin builds on.
 
-Helpers (usable without pytest fixtures, e.g. from benchmarks)::
+The core knows processes and ports, never a particular server: each plugin's ``testing`` module says how to start its
+own (``beaker_redis.testing``, ``beaker_memcached.testing``) with these pieces:
 
-    server = start_redis()                 # RedisServer: .url, .host, .port, .stop(), .kill(), .restart()
-    server = start_memcached()             # MemcachedServer: .url ("127.0.0.1:PORT"), ...
-    cluster = start_redis_cluster(masters=3)  # RedisClusterProcess: .url ("redis+cluster://h:p,h:p,h:p"), .nodes
+``free_port()`` / ``port_is_free(port)``
+    a TCP port on 127.0.0.1 that nothing listens on.
+``find_binary(name, override_env=...)``
+    the server's executable: the environment override, else ``PATH``, else :data:`SEARCH_DIRS`.
+``ServerProcess(argv, port, kind=..., env=..., user=..., ready=...)``
+    one process in its own temporary directory, its output in ``server.log`` there. ``start()`` waits until
+    ``ready(server)`` answers (by default: the port accepts a connection) and raises :class:`ServerUnavailable` with
+    the tail of the log if the process exits or never answers; ``stop()`` terminates it (then kills it) and removes
+    the directory; ``kill()`` and ``restart()`` play a crash and a restart on the same port. ``user`` runs the process
+    as another user (a root test run starting PostgreSQL as ``postgres``); subclass it for a server's own commands.
+``start_on_free_port(make)``
+    starts ``make(port)`` on a fresh free port, again on another one when something else took the port first.
+``answers_http(url)`` / ``accepts_connections(host, port)``
+    readiness checks for an HTTP server (an S3 emulator) or any TCP server.
+``stopped(server)`` / ``timed(call)`` / :class:`SilentServer`
+    for hung-server tests: a server SIGSTOPped for a block, the duration and outcome of a call, a listener that never
+    answers.
 
-Every process listens on 127.0.0.1 only, keeps its files in a temporary directory, and is stopped (and its directory
-removed) by ``stop()``. On Linux a server also ends when the thread that started it ends (so a killed test run leaves
-no server behind): start servers from a thread that outlives their use, such as the main thread. A server that
-cannot start raises :class:`ServerUnavailable` with the reason and the tail of its log.
+The policy every plugin follows, so that a test never passes because its server was missing: a test that needs a
+server **fails** when the server cannot start, unless the run declared the server absent with
+``BEAKER_TEST_NO_<SERVICE>=1`` (then it is skipped). :func:`start_or_fail` applies it in a test or fixture,
+:func:`session_server` in a session fixture (which also takes a running server from a ``BEAKER_TEST_<...>_URL``
+variable as an :class:`ExternalServer`), and :class:`ServerFactory` in a function-scoped fixture whose servers a test
+may break; a plugin subclasses it with one method per server kind (``server_factory.redis()``).
 
-Pytest fixtures (a plugin's ``conftest.py`` imports the ones it uses)::
-
-    from beaker_core.testing.servers import redis_server, redis_cluster, memcached_server, server_factory
-
-``redis_server``, ``redis_cluster`` and ``memcached_server`` are session scoped and shared by every test of the run,
-so tests isolate themselves with key prefixes, never by flushing. ``server_factory`` is function scoped: it starts
-private servers (``server_factory.redis(password=...)``, ``server_factory.memcached(max_item_size="2m")``) that a
-test may stop or kill, and stops them when the test ends.
-
-Environment:
-
-``BEAKER_TEST_NO_REDIS=1`` / ``BEAKER_TEST_NO_MEMCACHED=1``
-    the server is known to be absent: tests that need it are skipped. Without these, a missing binary or a server
-    that does not start makes the test **fail**.
-``BEAKER_TEST_REDIS_URL`` / ``BEAKER_TEST_REDIS_CLUSTER_URL`` / ``BEAKER_TEST_MEMCACHED_URL``
-    use a server that is already running instead of starting one (the session fixtures only; ``server_factory``
-    always starts its own processes).
-``BEAKER_TEST_REDIS_SERVER`` / ``BEAKER_TEST_REDIS_CLI`` / ``BEAKER_TEST_MEMCACHED``
-    path of the binary to run; otherwise ``PATH``, then ``/usr/bin``, ``/usr/sbin`` and ``/usr/local/bin`` are
-    searched.
+On Linux a process also ends when the thread that started it ends (so a killed test run leaves no server behind):
+start servers from a thread that outlives their use, such as the main thread. pytest is imported only by the
+policy functions, so the rest works outside a test run (benchmarks).
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
 import socket
@@ -45,45 +44,22 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Iterator
-
-import pytest
+from typing import Any, Callable, Iterator, Mapping
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
-_SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
-_BINARY_ENV = {"redis-server": "BEAKER_TEST_REDIS_SERVER", "redis-cli": "BEAKER_TEST_REDIS_CLI",
-               "memcached": "BEAKER_TEST_MEMCACHED"}
-_ABSENT_ENV = {"redis": "BEAKER_TEST_NO_REDIS", "memcached": "BEAKER_TEST_NO_MEMCACHED"}
+#: where :func:`find_binary` looks after ``PATH`` (Debian puts some servers outside a user's PATH)
+SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 
 class ServerUnavailable(RuntimeError):
     """A test server binary is missing or the server did not start."""
 
 
-# -- helpers -----------------------------------------------------------------------------------------------------
+# -- ports and binaries ----------------------------------------------------------------------------------------------
 
-def find_binary(name: str) -> str:
-    """The path of ``name``: its environment override, else PATH, else the usual system directories."""
-    override_env = _BINARY_ENV.get(name)
-    override = os.environ.get(override_env) if override_env else None
-    if override:
-        if os.path.isfile(override) and os.access(override, os.X_OK):
-            return override
-        raise ServerUnavailable(f"{override_env}={override!r} is not an executable file")
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _SEARCH_DIRS:
-        candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    hint = f" or set {override_env}" if override_env else ""
-    raise ServerUnavailable(f"{name} was not found on PATH nor in {', '.join(_SEARCH_DIRS)} "
-                            f"(install it{hint})")
-
-
-def _bindable(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Whether a TCP socket can bind ``port`` on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((HOST, port))
@@ -92,122 +68,64 @@ def _bindable(port: int) -> bool:
         return True
 
 
-def free_port(*, cluster_bus: bool = False) -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now.
-
-    ``cluster_bus``: the port is for a redis cluster node, whose bus listens on port + 10000, so the port must be
-    at most 55535 and both ports free.
-    """
-    if not cluster_bus:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((HOST, 0))
-            return probe.getsockname()[1]
-    for _ in range(200):
-        port = random.randint(20000, 55535)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
-    raise ServerUnavailable("no free pair of ports (port, port + 10000) for a redis cluster node")
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (another process may take it before the server
+    binds it: :func:`start_on_free_port` tries again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
-def _recv_line(sock: socket.socket, buffer: bytearray) -> bytes:
-    while b"\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buffer += chunk
-    line, _, rest = bytes(buffer).partition(b"\r\n")
-    buffer[:] = rest
-    return line
+def find_binary(name: str, override_env: str | None = None, search_dirs: tuple[str, ...] = ()) -> str:
+    """The path of the executable ``name``: ``$override_env`` when set, else PATH, else ``search_dirs`` and
+    :data:`SEARCH_DIRS`. Raises :class:`ServerUnavailable` saying where it looked."""
+    override = os.environ.get(override_env) if override_env else None
+    if override:
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            return override
+        raise ServerUnavailable(f"{override_env}={override!r} is not an executable file")
+    found = shutil.which(name)
+    if found:
+        return found
+    directories = (*search_dirs, *SEARCH_DIRS)
+    for directory in directories:
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    hint = f" or set {override_env}" if override_env else ""
+    raise ServerUnavailable(f"{name} was not found on PATH nor in {', '.join(directories)} (install it{hint})")
 
 
-def redis_command(port: int, *args: str, host: str = HOST, password: str | None = None,
-                  timeout: float = 2.0) -> Any:
-    """Send one command to a redis server over a plain socket (no client library) and return its reply.
+# -- readiness checks --------------------------------------------------------------------------------------------
 
-    Errors come back as :class:`ConnectionError` (network) or as ``("error", message)``.
-    """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        commands = ([("AUTH", password)] if password else []) + [args]
-        payload = b""
-        for command in commands:
-            payload += b"*%d\r\n" % len(command)
-            for arg in command:
-                data = str(arg).encode()
-                payload += b"$%d\r\n%s\r\n" % (len(data), data)
-        sock.sendall(payload)
-        buffer = bytearray()
-        reply: Any = None
-        for _ in commands:
-            reply = _read_reply(sock, buffer)
-        return reply
-
-
-def _read_reply(sock: socket.socket, buffer: bytearray) -> Any:
-    line = _recv_line(sock, buffer)
-    kind, body = line[:1], line[1:]
-    if kind == b"+":
-        return body.decode()
-    if kind == b"-":
-        return ("error", body.decode())
-    if kind == b":":
-        return int(body)
-    if kind == b"$":
-        size = int(body)
-        if size < 0:
-            return None
-        while len(buffer) < size + 2:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed")
-            buffer += chunk
-        data = bytes(buffer[:size])
-        buffer[:] = buffer[size + 2:]
-        return data.decode(errors="replace")
-    if kind == b"*":
-        return [_read_reply(sock, buffer) for _ in range(max(int(body), 0))]
-    raise ConnectionError(f"unexpected reply {line!r}")
-
-
-def memcached_command(port: int, command: str, host: str = HOST, timeout: float = 2.0) -> str:
-    """Send one text-protocol command (``stats``, ``version``...) to memcached; return the reply text."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(command.encode() + b"\r\n")
-        multiline = command.split()[0].lower() == "stats"
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-            if reply.endswith(b"\r\n") and (not multiline or reply.endswith((b"END\r\n", b"ERROR\r\n"))):
-                break
-        return reply.decode(errors="replace")
-
-
-@contextlib.contextmanager
-def stopped(server: "ServerProcess") -> Iterator[None]:
-    """The server's process stopped (SIGSTOP: the kernel still accepts its connections, and nothing answers them),
-    continued on leaving the block: a hung server."""
-    os.kill(server.process.pid, signal.SIGSTOP)
+def accepts_connections(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts a TCP connection on ``host:port``."""
     try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
-def timed(call: Any) -> tuple[float, Any]:
-    """``(seconds, result)`` of ``call()``; an exception it raises is its result."""
-    started = time.monotonic()
+def answers_http(url: str, timeout: float = 0.5) -> bool:
+    """Whether an HTTP server answers a GET of ``url`` (any status: an error page is an answer)."""
+    import urllib.error
+    import urllib.request
     try:
-        result = call()
-    except Exception as exc:
-        result = exc
-    return time.monotonic() - started, result
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
 
+
+# -- processes -------------------------------------------------------------------------------------------------------
 
 def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to end the server when the process that started it dies, so a test run
-    that is killed leaves no server behind holding its port (PR_SET_PDEATHSIG; elsewhere, nothing happens)."""
+    """In the child, before exec (after it became ``user``, which would clear the setting): ask Linux to end the
+    server when the thread that started it dies, so a test run that is killed leaves no server behind holding its
+    port (PR_SET_PDEATHSIG; elsewhere, nothing happens)."""
     try:
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
@@ -215,31 +133,86 @@ def _die_with_parent() -> None:
         pass
 
 
-# -- processes ---------------------------------------------------------------------------------------------------
-
 class ServerProcess:
-    """One server process we started; ``stop()`` ends it and removes its directory."""
+    """One server process we started, in its own directory; ``stop()`` ends it and removes the directory.
+
+    :param argv: the command line.
+    :param port: the TCP port it listens on (on :data:`HOST`).
+    :param directory: its working directory, which belongs to the server (``stop()`` removes it); by default a new
+        temporary directory.
+    :param kind: its name in messages (a subclass sets the class attribute instead).
+    :param env: variables added to this process's environment for it; a value of None removes the variable.
+    :param user: run it as this user (which needs root, unless it is the current user); its directory is given to
+        that user.
+    :param ready: ``ready(server) -> bool``: whether it answers yet (an ``OSError`` counts as no); by default, whether
+        its port accepts connections. A subclass may override :meth:`ping` instead.
+    :param start_timeout: seconds ``start()`` waits for it to answer.
+    """
 
     kind = "server"
+    #: seconds ``terminate()`` gives the process after SIGTERM before it sends SIGKILL
+    stop_timeout = 10.0
 
-    def __init__(self, argv: list[str], port: int, directory: str):
-        self.argv = argv
+    def __init__(self, argv: list[str], port: int, directory: str | None = None, *, kind: str | None = None,
+                 env: Mapping[str, str | None] | None = None, user: str | None = None,
+                 ready: Callable[["ServerProcess"], bool] | None = None, start_timeout: float = START_TIMEOUT):
+        if kind is not None:
+            self.kind = kind
+        self.argv = list(argv)
         self.host = HOST
         self.port = port
-        self.directory = directory
+        self.directory = directory or tempfile.mkdtemp(prefix=f"beaker-{self.kind}-{port}-")
+        self.env = dict(env or {})
+        self.user = user
+        self.ready = ready
+        self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
-        self.log_path = os.path.join(directory, "server.log")
+        self.log_path = os.path.join(self.directory, "server.log")
+        if user is not None:
+            self._give_directory_to(user)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def _give_directory_to(self, user: str) -> None:
+        import pwd
+        entry = pwd.getpwnam(user)
+        if os.stat(self.directory).st_uid != entry.pw_uid:
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+
+    def _environment(self) -> dict[str, str] | None:
+        if not self.env:
+            return None
+        environment = dict(os.environ)
+        for name, value in self.env.items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
+        return environment
+
+    def _identity(self) -> dict[str, Any]:
+        if self.user is None:
+            return {}
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            import pwd
+            entry = pwd.getpwnam(self.user)
+            return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}  # no group of root's kept
+        return {"user": self.user}
+
     def start(self) -> "ServerProcess":
+        """Start the process and wait until it answers; :class:`ServerUnavailable` (with the tail of its output) if
+        it exits first or does not answer within ``start_timeout`` seconds (it is then killed)."""
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
-                                            stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        deadline = time.monotonic() + START_TIMEOUT
+            try:
+                self.process = subprocess.Popen(
+                    self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory,
+                    env=self._environment(), **self._identity(),
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise ServerUnavailable(f"{self.kind} on port {self.port} could not be started: {exc}") from exc
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerUnavailable(f"{self.kind} on port {self.port} exited with status "
@@ -248,13 +221,20 @@ class ServerProcess:
                 return self
             time.sleep(0.02)
         self.kill()
-        raise ServerUnavailable(f"{self.kind} on port {self.port} did not answer within {START_TIMEOUT} seconds: "
-                                f"{self.log_tail()}")
+        raise ServerUnavailable(f"{self.kind} on port {self.port} did not answer within {self.start_timeout} "
+                                f"seconds: {self.log_tail()}")
 
     def ping(self) -> bool:
-        raise NotImplementedError
+        """Whether the server answers: ``ready(self)``, or whether its port accepts connections."""
+        if self.ready is None:
+            return accepts_connections(self.host, self.port)
+        try:
+            return bool(self.ready(self))
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of the process's output, on one line."""
         try:
             with open(self.log_path, "rb") as log:
                 text = log.read().decode(errors="replace").strip().splitlines()
@@ -273,10 +253,11 @@ class ServerProcess:
             self.process.wait(10)
 
     def terminate(self) -> None:
+        """End the process (SIGTERM, then SIGKILL after ``stop_timeout`` seconds); the directory stays."""
         if self.running:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -299,84 +280,13 @@ class ServerProcess:
         return f"<{type(self).__name__} {self.address} {'running' if self.running else 'stopped'}>"
 
 
-class RedisServer(ServerProcess):
-    kind = "redis-server"
-
-    def __init__(self, argv: list[str], port: int, directory: str, password: str | None = None):
-        super().__init__(argv, port, directory)
-        self.password = password
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
-
-    def ping(self) -> bool:
-        try:
-            redis_command(self.port, "PING", timeout=0.5)
-        except OSError:
-            return False
-        return True
-
-    def command(self, *args: str) -> Any:
-        return redis_command(self.port, *args, password=self.password)
-
-
-class MemcachedServer(ServerProcess):
-    kind = "memcached"
-
-    @property
-    def url(self) -> str:
-        return self.address
-
-    def ping(self) -> bool:
-        try:
-            return memcached_command(self.port, "version", timeout=0.5).startswith("VERSION")
-        except OSError:
-            return False
-
-    def stats(self, group: str = "") -> dict[str, str]:
-        reply = memcached_command(self.port, f"stats {group}".strip())
-        return {parts[1]: parts[2] for parts in (line.split(" ", 2) for line in reply.splitlines())
-                if len(parts) == 3 and parts[0] == "STAT"}
-
-
-class RedisClusterProcess:
-    """Several cluster-enabled redis-server processes joined into one cluster."""
-
-    def __init__(self, nodes: list[RedisServer]):
-        self.nodes = nodes
-
-    @property
-    def url(self) -> str:
-        return "redis+cluster://" + ",".join(node.address for node in self.nodes)
-
-    @property
-    def startup_nodes(self) -> list[tuple[str, int]]:
-        return [(node.host, node.port) for node in self.nodes]
-
-    def state(self) -> dict[str, str]:
-        reply = redis_command(self.nodes[0].port, "CLUSTER", "INFO")
-        if isinstance(reply, tuple):
-            raise ServerUnavailable(f"CLUSTER INFO failed: {reply[1]}")
-        return dict(line.split(":", 1) for line in reply.splitlines() if ":" in line)
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> "RedisClusterProcess":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-
-def _start_with_retries(make, attempts: int = 3, cluster_bus: bool = False):
-    """Start a server on a fresh free port, retrying when another process grabbed the port first."""
+def start_on_free_port(make: Callable[[int], ServerProcess], attempts: int = 3,
+                       port: Callable[[], int] = free_port) -> ServerProcess:
+    """``make(port).start()`` on a free port, on another one when the server reports its port in use (another
+    process took it in between). A server that fails is stopped; the last error is raised."""
     error: ServerUnavailable | None = None
     for _ in range(attempts):
-        server = make(free_port(cluster_bus=cluster_bus))
+        server = make(port())
         try:
             return server.start()
         except ServerUnavailable as exc:
@@ -388,67 +298,27 @@ def _start_with_retries(make, attempts: int = 3, cluster_bus: bool = False):
     raise error
 
 
-def start_redis(*, password: str | None = None, extra_args: tuple[str, ...] = ()) -> RedisServer:
-    """Start a redis-server on a free loopback port (no persistence); ``password`` sets ``requirepass``."""
-    binary = find_binary("redis-server")
+# -- hung servers ----------------------------------------------------------------------------------------------------
 
-    def make(port: int) -> RedisServer:
-        directory = tempfile.mkdtemp(prefix=f"beaker-redis-{port}-")
-        argv = [binary, "--port", str(port), "--bind", HOST, "--dir", directory, "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
-        if password:
-            argv += ["--requirepass", password]
-        return RedisServer(argv + list(extra_args), port, directory, password)
-
-    return _start_with_retries(make, cluster_bus="--cluster-enabled" in extra_args)
-
-
-def start_memcached(*, memory_mb: int = 64, max_item_size: str | None = None,
-                    extra_args: tuple[str, ...] = ()) -> MemcachedServer:
-    """Start memcached on a free loopback port (TCP only); ``max_item_size`` is its ``-I`` (e.g. ``"2m"``)."""
-    binary = find_binary("memcached")
-
-    def make(port: int) -> MemcachedServer:
-        directory = tempfile.mkdtemp(prefix=f"beaker-memcached-{port}-")
-        argv = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", str(memory_mb), "-t", "2"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            argv += ["-u", "root"]  # memcached refuses to run as root without naming the user
-        if max_item_size:
-            argv += ["-I", str(max_item_size)]
-        return MemcachedServer(argv + list(extra_args), port, directory)
-
-    return _start_with_retries(make)
-
-
-def start_redis_cluster(masters: int = 3) -> RedisClusterProcess:
-    """Start ``masters`` cluster-enabled redis-servers, join them with ``redis-cli --cluster create`` and wait
-    until every node reports ``cluster_state:ok``."""
-    if masters < 3:
-        raise ValueError("a redis cluster needs at least 3 masters")
-    cli = find_binary("redis-cli")
-    nodes: list[RedisServer] = []
+@contextlib.contextmanager
+def stopped(server: ServerProcess) -> Iterator[None]:
+    """The server's process stopped (SIGSTOP: the kernel still accepts its connections, and nothing answers them),
+    continued on leaving the block: a hung server."""
+    os.kill(server.process.pid, signal.SIGSTOP)
     try:
-        for _ in range(masters):
-            nodes.append(start_redis(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                                 "--cluster-node-timeout", "5000")))
-        argv = [cli, "--cluster", "create", *(node.address for node in nodes), "--cluster-yes"]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise ServerUnavailable(f"redis-cli --cluster create failed ({result.returncode}): "
-                                    f"{(result.stdout + result.stderr).strip()[-2000:]}")
-        cluster = RedisClusterProcess(nodes)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            states = [redis_command(node.port, "CLUSTER", "INFO") for node in nodes]
-            if all(isinstance(state, str) and "cluster_state:ok" in state for state in states):
-                return cluster
-            if time.monotonic() > deadline:
-                raise ServerUnavailable(f"the redis cluster did not reach cluster_state:ok: {states[0]!r}")
-            time.sleep(0.05)
-    except BaseException:
-        for node in nodes:
-            node.stop()
-        raise
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    """``(seconds, result)`` of ``call()``; an exception it raises is its result."""
+    started = time.monotonic()
+    try:
+        result = call()
+    except Exception as exc:
+        result = exc
+    return time.monotonic() - started, result
 
 
 class SilentServer:
@@ -492,8 +362,6 @@ class SilentServer:
         self.close()
 
 
-# -- external servers --------------------------------------------------------------------------------------------
-
 class ExternalServer:
     """A server that was already running (``BEAKER_TEST_*_URL``); ``stop()`` leaves it alone."""
 
@@ -507,72 +375,65 @@ class ExternalServer:
         return f"<ExternalServer {self.url}>"
 
 
-# -- pytest fixtures ---------------------------------------------------------------------------------------------
+# -- the policy: fail when a server is missing, unless it was declared absent ------------------------------------------
 
-def _skip_if_declared_absent(service: str) -> None:
-    env = _ABSENT_ENV[service]
-    if os.environ.get(env, "").strip().lower() not in ("", "0", "false", "no"):
+def absent_variable(service: str) -> str:
+    """The variable that declares ``service`` absent: ``BEAKER_TEST_NO_REDIS`` for ``redis``."""
+    return "BEAKER_TEST_NO_" + "".join(char if char.isalnum() else "_" for char in service.upper())
+
+
+def declared_absent(service: str) -> bool:
+    """Whether the run declared ``service`` absent (its variable set to anything but empty, 0, false or no)."""
+    return os.environ.get(absent_variable(service), "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_if_declared_absent(service: str) -> None:
+    """Skip the test when the run declared ``service`` absent."""
+    if declared_absent(service):
+        import pytest
+        env = absent_variable(service)
         pytest.skip(f"{service} declared absent ({env}={os.environ[env]})")
 
 
-def _start_or_fail(service: str, start, *args: Any, **kwargs: Any):
-    _skip_if_declared_absent(service)
+def start_or_fail(service: str, start: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``start(*args, **kwargs)`` for a test: skipped when ``service`` is declared absent, failed (not skipped)
+    when the server cannot start."""
+    import pytest
+    skip_if_declared_absent(service)
     try:
         return start(*args, **kwargs)
     except ServerUnavailable as exc:
         reason = str(exc)
     pytest.fail(f"cannot start {service} for the tests: {reason} "
-                f"(set {_ABSENT_ENV[service]}=1 to skip the tests that need it)", pytrace=False)
+                f"(set {absent_variable(service)}=1 to skip the tests that need it)", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer | ExternalServer]:
-    """A redis-server shared by the whole test session (or ``$BEAKER_TEST_REDIS_URL``)."""
-    _skip_if_declared_absent("redis")
-    url = os.environ.get("BEAKER_TEST_REDIS_URL")
-    server = ExternalServer(url) if url else _start_or_fail("redis", start_redis)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterProcess | ExternalServer]:
-    """A three-master Redis Cluster shared by the test session (or ``$BEAKER_TEST_REDIS_CLUSTER_URL``)."""
-    _skip_if_declared_absent("redis")
-    url = os.environ.get("BEAKER_TEST_REDIS_CLUSTER_URL")
-    cluster = ExternalServer(url) if url else _start_or_fail("redis", start_redis_cluster, 3)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def memcached_server() -> Iterator[MemcachedServer | ExternalServer]:
-    """A memcached shared by the test session (or ``$BEAKER_TEST_MEMCACHED_URL``)."""
-    _skip_if_declared_absent("memcached")
-    url = os.environ.get("BEAKER_TEST_MEMCACHED_URL")
-    server = ExternalServer(url) if url else _start_or_fail("memcached", start_memcached)
-    yield server
-    server.stop()
+def session_server(service: str, start: Callable[..., Any], *args: Any, url_env: str | None = None,
+                   **kwargs: Any) -> Any:
+    """The server of a session fixture: an :class:`ExternalServer` for ``$url_env`` when it is set, else
+    ``start_or_fail(service, start, ...)``; skipped when ``service`` is declared absent either way."""
+    skip_if_declared_absent(service)
+    url = os.environ.get(url_env) if url_env else None
+    return ExternalServer(url) if url else start_or_fail(service, start, *args, **kwargs)
 
 
 class ServerFactory:
-    """Starts private servers for one test and stops them all when it ends."""
+    """Starts private servers for one test (through :func:`start_or_fail`) and stops them all at the end.
+
+    A plugin subclasses it with one method per kind of server, and yields one from its ``server_factory`` fixture::
+
+        class RedisServerFactory(ServerFactory):
+            def redis(self, **options):
+                return self.start("redis", start_redis, **options)
+
+    A project that uses several plugins' servers in one test combines their classes by inheritance.
+    """
 
     def __init__(self) -> None:
         self.started: list[Any] = []
 
-    def redis(self, **options: Any) -> RedisServer:
-        server = _start_or_fail("redis", start_redis, **options)
-        self.started.append(server)
-        return server
-
-    def redis_cluster(self, masters: int = 3) -> RedisClusterProcess:
-        cluster = _start_or_fail("redis", start_redis_cluster, masters)
-        self.started.append(cluster)
-        return cluster
-
-    def memcached(self, **options: Any) -> MemcachedServer:
-        server = _start_or_fail("memcached", start_memcached, **options)
+    def start(self, service: str, start: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        server = start_or_fail(service, start, *args, **kwargs)
         self.started.append(server)
         return server
 
@@ -581,18 +442,9 @@ class ServerFactory:
             self.started.pop().stop()
 
 
-@pytest.fixture
-def server_factory() -> Iterator[ServerFactory]:
-    """Start private redis / memcached processes in a test (``server_factory.memcached()``); all are stopped
-    at the end of the test, whatever it did to them."""
-    factory = ServerFactory()
-    yield factory
-    factory.stop_all()
-
-
 __all__ = [
-    "ServerUnavailable", "RedisServer", "MemcachedServer", "RedisClusterProcess", "ExternalServer", "SilentServer",
-    "ServerFactory", "find_binary", "free_port", "redis_command", "memcached_command",
-    "start_redis", "start_memcached", "start_redis_cluster",
-    "redis_server", "redis_cluster", "memcached_server", "server_factory",
+    "HOST", "START_TIMEOUT", "SEARCH_DIRS", "ServerUnavailable", "ServerProcess", "ExternalServer", "SilentServer",
+    "ServerFactory", "port_is_free", "free_port", "find_binary", "accepts_connections", "answers_http",
+    "start_on_free_port", "stopped", "timed", "absent_variable", "declared_absent", "skip_if_declared_absent",
+    "start_or_fail", "session_server",
 ]

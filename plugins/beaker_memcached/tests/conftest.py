@@ -1,1 +1,1 @@
-from beaker_core.testing.servers import memcached_server, server_factory  # noqa: F401  (fixtures)
+from beaker_memcached.testing import memcached_server, server_factory  # noqa: F401  (fixtures)

@@ -341,7 +341,7 @@ def _session_app(url):
 
 def test_session_record_has_the_session_timeout_as_its_ttl(server):
     from beaker_core.session import KEY_PREFIX
-    from beaker_core.testing.servers import memcached_command
+    from beaker_memcached.testing import memcached_command
     app, client = _session_app(server.url)
     assert [client.json("/incr") for _ in range(3)] == [1, 2, 3]
     mapped = map_key("", KEY_PREFIX + client.json("/id"))
@@ -398,9 +398,9 @@ def test_reply_timeouts_are_kernel_socket_options(memcached_server):
 def test_unix_socket_server(tmp_path):
     """A memcached listening on a unix socket only: every path of the backend (the read path, pymemcache's
     commands, the lock) works over it."""
-    from beaker_core.testing.servers import find_binary
+    from beaker_memcached.testing import memcached_binary
     socket_path = str(tmp_path / "memcached.sock")
-    argv = [find_binary("memcached"), "-s", socket_path, "-a", "0700", "-m", "16"]
+    argv = [memcached_binary(), "-s", socket_path, "-a", "0700", "-m", "16"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv += ["-u", "root"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

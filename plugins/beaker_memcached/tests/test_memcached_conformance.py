@@ -23,8 +23,8 @@ class TestMemcachedConformance(MemcachedConformance):
 
 @pytest.fixture(scope="module")
 def three_memcached():
-    from beaker_core.testing.servers import ServerFactory
-    factory = ServerFactory()
+    from beaker_memcached.testing import MemcachedServerFactory
+    factory = MemcachedServerFactory()
     try:
         servers = [factory.memcached() for _ in range(3)]
         yield servers

@@ -1,1 +1,1 @@
-from beaker_core.testing.servers import redis_cluster, redis_server, server_factory  # noqa: F401  (fixtures)
+from beaker_redis.testing import redis_cluster, redis_server, server_factory  # noqa: F401  (fixtures)
