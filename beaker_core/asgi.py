@@ -108,7 +108,7 @@ class SessionMiddleware:
     @staticmethod
     def _used_session(holder: Any) -> Session | CookieSession | None:
         if isinstance(holder, SessionObject):
-            return holder.used_session()  # created only if the application used it
+            return holder.loaded  # created only if the application used it
         return holder if holder.needs_persist() else None
 
     async def _persist(self, session: Any) -> None:

@@ -70,7 +70,7 @@ class SessionMiddleware:
             environ.setdefault("paste.testing_variables", {})[self._webtest_varname] = session
 
         def session_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
-            used = session.used_session()
+            used = session.loaded
             if used is not None:
                 used.persist()
                 cookie = used.cookie_header()

@@ -386,12 +386,12 @@ def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path):
 def test_what_a_middleware_asks_a_session_at_the_end_of_a_request():
     manager = SessionManager({"type": "memory"}, registry=Registry(load_entrypoints=False))
     untouched = SessionObject({}, manager)
-    assert untouched.used_session() is None and untouched.cookie_header() is None and not untouched.dirty()
+    assert untouched.loaded is None and untouched.cookie_header() is None and not untouched.dirty()
     assert not untouched.accessed()
 
     lazy = SessionObject({}, manager)
     lazy["a"] = 1
-    session = lazy.used_session()
+    session = lazy.loaded
     assert isinstance(session, Session) and session.dirty() and session.needs_persist()
     session.persist()
     cookie = session.cookie_header()

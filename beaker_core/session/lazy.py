@@ -23,25 +23,28 @@ class SessionObject:
     first use. ``manager`` is the :class:`~beaker_core.session.manager.SessionManager` built once by the
     middleware; without it one is built from Beaker's keyword arguments (``params``).
 
-    A middleware ends the request with :meth:`used_session` (None: nothing to save, no cookie to send), then the
+    A middleware ends the request with :attr:`loaded` (None: nothing to save, no cookie to send), then that
     session's :meth:`~beaker_core.session.base.BaseSession.persist` and
     :meth:`~beaker_core.session.base.BaseSession.cookie_header`.
     """
 
-    __slots__ = ("_environ", "_manager", "_sess")
+    # ``loaded``: the real session once the application used it in this request, else None. A public read-only slot
+    # rather than a method: the middleware reads it on every request, and a method call on a class with
+    # ``__getattr__`` costs several times a slot read. (Assigning ``loaded`` goes to the session, as any attribute.)
+    __slots__ = ("_environ", "_manager", "loaded")
 
     def __init__(self, environ: dict, manager: SessionManager | None = None, **params: Any):
         _set_environ(self, environ)
         _set_manager(self, manager_for(manager, params))
-        _set_sess(self, None)
+        _set_loaded(self, None)
 
     def _session(self) -> BaseSession:
-        session = self._sess
+        session = self.loaded
         if session is None:
             manager = self._manager
             request = {"cookie": self._environ.get("HTTP_COOKIE"), "cookie_out": None, "set_cookie": False}
             session = (CookieSession if manager.is_cookie else Session)(request, manager=manager)
-            _set_sess(self, session)
+            _set_loaded(self, session)
             if type(self) is not SessionObject:
                 _expose_request(self, request)
         return session
@@ -82,7 +85,7 @@ class SessionObject:
     __hash__ = None
 
     def __repr__(self) -> str:
-        return repr(self._session()) if self._sess is not None else "<SessionObject (not loaded)>"
+        return repr(self._session()) if self.loaded is not None else "<SessionObject (not loaded)>"
 
     def has_key(self, key: Any) -> bool:
         return key in self._session()
@@ -118,25 +121,21 @@ class SessionObject:
 
     def accessed(self) -> bool:
         """Whether the application used the session in this request."""
-        return self._sess is not None
-
-    def used_session(self) -> BaseSession | None:
-        """The real session if the application used it in this request, else None (it was never loaded)."""
-        return self._sess
+        return self.loaded is not None
 
     def dirty(self) -> bool:
         """Whether this request changed the session."""
-        session = self._sess
+        session = self.loaded
         return session is not None and session.dirty()
 
     def persist(self) -> None:
         """Save a used session (the middleware calls this before the response starts)."""
-        if self._sess is not None:
-            self._sess.persist()
+        if self.loaded is not None:
+            self.loaded.persist()
 
     def cookie_header(self) -> str | None:
         """The ``Set-Cookie`` value this request must send, or None."""
-        session = self._sess
+        session = self.loaded
         return None if session is None else session.cookie_header()
 
 
@@ -151,7 +150,7 @@ def _expose_request(session: SessionObject, request: dict) -> None:
 
 _set_environ = SessionObject._environ.__set__
 _set_manager = SessionObject._manager.__set__
-_set_sess = SessionObject._sess.__set__
+_set_loaded = SessionObject.loaded.__set__
 _new_object = object.__new__
 
 
@@ -160,5 +159,5 @@ def lazy_session(environ: dict, manager: SessionManager) -> SessionObject:
     session = _new_object(SessionObject)
     _set_environ(session, environ)
     _set_manager(session, manager)
-    _set_sess(session, None)
+    _set_loaded(session, None)
     return session
