@@ -18,7 +18,6 @@ from typing import Any
 from . import clock
 from .crypto import Signer, secret_list
 from .exceptions import ConfigurationError
-from .util import coerce_cookie_expires  # noqa: F401 (read here by the session modules)
 
 #: a cookie name: an RFC 6265 token
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import clock
-from ..cookies import check_attribute, coerce_cookie_expires, cookie_attributes, cookie_jar, delete_cookie_header, \
-    set_cookie_header
+from ..cookies import check_attribute, cookie_attributes, cookie_jar, delete_cookie_header, set_cookie_header
+from ..util import coerce_cookie_expires
 from .ids import new_session_id
 from .manager import SessionManager
 

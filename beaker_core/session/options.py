@@ -56,7 +56,7 @@ from typing import Any, Mapping
 from .. import cookies
 from ..crypto import secret_list, strict_keys_from_environment, warn_from_caller
 from ..exceptions import ConfigurationError
-from ..util import coerce_bool, coerce_expire, coerce_float, coerce_int, coerce_str
+from ..util import coerce_bool, coerce_cookie_expires, coerce_expire, coerce_float, coerce_int, coerce_str
 
 DEFAULT_KEY = "beaker.session.id"
 #: the idle timeout of a server-side session whose configuration names none: 31 days
@@ -145,7 +145,7 @@ class SessionOptions:
         self.absolute_timeout = coerce_expire("session.absolute_timeout", take("absolute_timeout", None))
         self.save_accessed_time = coerce_bool("session.save_accessed_time", take("save_accessed_time", True))
         self.auto = coerce_bool("session.auto", take("auto", False))
-        self.cookie_expires = cookies.coerce_cookie_expires("session.cookie_expires", take("cookie_expires", True))
+        self.cookie_expires = coerce_cookie_expires("session.cookie_expires", take("cookie_expires", True))
         self.cookie_domain = cookies.check_attribute("session.cookie_domain", take("cookie_domain", None))
         self.cookie_path = cookies.check_attribute("session.cookie_path", take("cookie_path", "/"), path=True)
         self.secure = coerce_bool("session.secure", take("secure", False))
