@@ -390,3 +390,31 @@ def test_token_lock_for_another_backend_needs_a_url(tmp_path):
     assert first.backend is second.backend
     assert first.acquire(False) and not second.acquire(False)
     first.release()
+
+
+class UrlMemoryBackend(MemoryBackend):
+    """A memory backend opened from a url, as a network lock opens its own backend."""
+
+    def __init__(self, url):
+        super().__init__()
+        self.url = url
+
+
+class UrlTokenLock(MemoryTokenLock):
+    """The token lock's own url handling: one backend per backend class and url, shared by its locks."""
+
+    backend_class = UrlMemoryBackend
+    _backend_for_url = TokenLock._backend_for_url  # not MemoryTokenLock's dict of its own
+
+
+def test_token_locks_share_one_backend_per_url():
+    first, second = UrlTokenLock("job", url="mem://shared"), UrlTokenLock("other", url="mem://shared")
+    other_url = UrlTokenLock("job", url="mem://elsewhere")
+    assert first.backend is second.backend and first.backend.url == "mem://shared"
+    assert other_url.backend is not first.backend and other_url.backend.url == "mem://elsewhere"
+    assert first.acquire(False) and not UrlTokenLock("job", url="mem://shared").acquire(False)
+    assert other_url.acquire(False)  # another store
+    first.release()
+    other_url.release()
+    with pytest.raises(ConfigurationError, match="url must be a string"):
+        UrlTokenLock("job", url=5)
