@@ -1,4 +1,4 @@
-"""WSGI middleware: Beaker's ``SessionMiddleware`` (and ``CacheMiddleware``, from :mod:`beaker_core.cache`).
+"""WSGI middleware: Beaker's ``SessionMiddleware`` and ``CacheMiddleware``.
 
 ``SessionMiddleware(app, config=None, environ_key='beaker.session', **kwargs)`` puts a lazy
 :class:`~beaker_core.session.SessionObject` in ``environ['beaker.session']`` and a factory of detached sessions in
@@ -81,14 +81,6 @@ class SessionMiddleware:
         return self.wrap_app(environ, session_start_response)
 
 
-def __getattr__(name: str) -> Any:
-    # imported on first use, so that sessions do not load the caching layer
-    if name == "CacheMiddleware":
-        from .cache import CacheMiddleware
-        return CacheMiddleware
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def session_filter_factory(global_conf: Mapping[str, Any], **kwargs: Any) -> Callable:
     """PasteDeploy ``filter_factory``: ``[filter:session] use = egg:beaker-core#beaker_session``."""
     def filter(app: Callable) -> SessionMiddleware:
@@ -99,3 +91,27 @@ def session_filter_factory(global_conf: Mapping[str, Any], **kwargs: Any) -> Cal
 def session_filter_app_factory(app: Callable, global_conf: Mapping[str, Any], **kwargs: Any) -> SessionMiddleware:
     """PasteDeploy ``filter_app_factory``."""
     return SessionMiddleware(app, global_conf, **kwargs)
+
+
+class CacheMiddleware:
+    """WSGI middleware that puts a :class:`~beaker_core.cache.CacheManager` in ``environ['beaker.cache']``.
+
+    Configuration keys are ``cache.*`` or ``beaker.cache.*``, from ``config`` and keyword arguments.
+    """
+
+    def __init__(self, wrap_app: Callable, config: Mapping[str, Any] | None = None,
+                 environ_key: str = "beaker.cache", **kwargs: Any):
+        # imported here, so that an application using sessions only does not load the caching layer
+        from .cache.manager import CacheManager
+        from .util import parse_cache_config_options
+
+        self.app = wrap_app
+        settings = dict(config or {})
+        for key, value in kwargs.items():
+            settings[key if key.startswith(("cache.", "beaker.cache.")) else f"cache.{key}"] = value
+        self.cache_manager = CacheManager(**parse_cache_config_options(settings))
+        self.environ_key = environ_key
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        environ[self.environ_key] = self.cache_manager
+        return self.app(environ, start_response)

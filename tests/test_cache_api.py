@@ -9,8 +9,9 @@ import pytest
 from beaker_core import cache as cache_module
 from beaker_core.backends import Backend
 from beaker_core.backends.memory import MemoryBackend
-from beaker_core.cache import Cache, CacheManager, CacheMiddleware, cache_region, region_invalidate
+from beaker_core.cache import Cache, CacheManager, cache_region, region_invalidate
 from beaker_core.exceptions import BackendError, BeakerError, ConfigurationError, PluginNotFound, SerializationError
+from beaker_core.middleware import CacheMiddleware
 from beaker_core.registry import Registry
 from beaker_core.testing.concurrency import run_in_threads
 from beaker_core.util import parse_cache_config_options
@@ -320,7 +321,7 @@ def test_fail_open_logs_an_outage_once_per_interval(broken_registry, caplog, mon
             assert cache.get_or_create("k", lambda: "v") == "v"
     assert len(caplog.records) == 1  # not one line per call while the backend stays down
     caplog.clear()
-    monkeypatch.setattr("beaker_core.cache.FAIL_OPEN_LOG_INTERVAL", 0.0)
+    monkeypatch.setattr("beaker_core.cache.cache.FAIL_OPEN_LOG_INTERVAL", 0.0)
     cache._quiet_until = 0.0  # the interval is over
     with caplog.at_level(logging.WARNING, logger="beaker_core.cache"):
         cache.get_or_create("k", lambda: "v")
@@ -328,7 +329,7 @@ def test_fail_open_logs_an_outage_once_per_interval(broken_registry, caplog, mon
 
 
 def test_fail_open_region_from_configuration(broken_registry, monkeypatch):
-    monkeypatch.setattr("beaker_core.cache.default_registry", lambda: broken_registry)
+    monkeypatch.setattr("beaker_core.cache.cache.default_registry", lambda: broken_registry)
     region = f"r{uuid.uuid4().hex}"
     CacheManager(**parse_cache_config_options({
         "cache.regions": region, f"cache.{region}.type": "broken", f"cache.{region}.fail_open": "true"}))
@@ -483,18 +484,18 @@ def test_long_keys_are_hashed_to_key_length(tmp_path):
     def echo(text):
         return text
 
-    original_recreate = Cache._recreate
+    original_recreate = Cache.recreate
 
     def spy(self, key, creator, expire=None):
         seen.append(key)
         return original_recreate(self, key, creator, expire)
 
-    Cache._recreate = spy
+    Cache.recreate = spy
     try:
         assert echo("x" * 500) == "x" * 500
         assert echo("short") == "short"
     finally:
-        Cache._recreate = original_recreate
+        Cache.recreate = original_recreate
     assert len(seen[0]) == 40 and seen[0] != "x" * 500  # sha1 hex digest
     assert seen[1] == "short"
     assert cm.regions["long_term"]["key_length"] == 150

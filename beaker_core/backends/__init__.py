@@ -32,10 +32,16 @@ value (or None) and returns the new value, or None to leave the key as it is; th
 and the call returns whether something was stored. ``change`` may be called again if the backend retries, so it must
 have no side effect. Sessions then merge a request's changes in that one call instead of taking the session lock
 and reading the record a second time.
+
+Optional capability, in-process reads: a backend whose entries live in this process's memory may return from
+``reader()`` a function ``key -> (value, deadline) | None`` that reads its storage directly, without lock or deadline
+check (an entry past its deadline may still be returned). It is for a caller that checks freshness itself with an
+expiry never later than the deadline: the cache answers every hit of the memory backend this way. The default, None,
+means the backend has no such reader, and callers use ``get``.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .. import clock
 from ..exceptions import ConfigurationError
@@ -151,6 +157,11 @@ class Backend:
     def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
         """Replace the value under ``key`` with ``change(current)`` atomically (atomic update capability)."""
         raise NotImplementedError(f"the {self.name} backend has no atomic update")
+
+    def reader(self) -> Callable[[str], tuple[Any, float | None] | None] | None:
+        """A function reading stored ``(value, deadline)`` items without checks (in-process reads capability, see
+        the module docstring), or None: the default, for a backend without one."""
+        return None
 
 
 def check_ttl(ttl: Any) -> float | None:

@@ -58,9 +58,13 @@ class MemoryBackend(Backend):
         return item[0]
 
     def reader(self) -> Any:
-        """A function ``key -> (value, deadline)`` or None, for a caller that checks freshness itself with an
-        expiry never later than the deadline (the cache's hit path): no deadline check, no lock; a bounded backend
-        still marks the entry as recently used."""
+        """The in-process reads capability (see :mod:`beaker_core.backends`): a function ``key -> (value, deadline)``
+        or None, without deadline check or lock; a bounded backend still marks the entry as recently used.
+
+        A subclass that overrides ``get`` (to count or trace reads) offers no reader, so that it sees every read.
+        """
+        if type(self).get is not MemoryBackend.get:
+            return None
         data = self._data
         if not self.max_entries:
             return data.get

@@ -1,6 +1,8 @@
-"""How a function decorated by the cache decorators turns its arguments into a cache key.
+"""Cache keys: how a function decorated by the cache decorators turns its arguments into a key, and Beaker's
+key-length rule.
 
-Shared by ``@cache.cache``, ``@cache_region``, ``invalidate`` and ``region_invalidate`` (:mod:`beaker_core.cache`):
+Shared by ``@cache.cache``, ``@cache_region``, ``invalidate`` and ``region_invalidate``
+(:mod:`beaker_core.cache.regions`, :mod:`beaker_core.cache.manager`):
 a decorated function carries its :class:`KeySpec` as ``_beaker_spec``, so invalidation builds the very key the
 decorated call used.
 """
@@ -9,8 +11,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
-from .exceptions import ConfigurationError
-from .util import func_namespace, sha1
+from ..exceptions import ConfigurationError
+from ..util import func_namespace, sha1
 
 #: the longest key (namespace included) kept as it is; longer keys are replaced by their SHA-1
 DEFAULT_KEY_LENGTH = 250
