@@ -566,3 +566,67 @@ def test_memory_backend_is_shared_like_beakers_namespaces():
     Cache(ns).put("k", 1)
     assert Cache(ns).get("k") == 1
     assert isinstance(Cache(ns).backend, MemoryBackend)
+
+
+# -- the in-process reads capability -------------------------------------------------------------------------------
+
+class PlainObjectStore(Backend):
+    """A process-local store of Python objects without a reader(): the cache reads it through get()."""
+
+    name = "plain-objects"
+    stores_objects = True
+    shared = False
+
+    def __init__(self):
+        self.data = {}
+        self.reads = 0
+
+    def get(self, key):
+        self.reads += 1
+        return self.data.get(key)
+
+    def set(self, key, value, ttl=None):
+        self.data[key] = value
+
+    def delete(self, key):
+        return self.data.pop(key, None) is not None
+
+    def touch(self, key, ttl):
+        return key in self.data
+
+    def keys(self, prefix=""):
+        return iter([key for key in list(self.data) if key.startswith(prefix)])
+
+
+class CountingMemory(MemoryBackend):
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.reads = 0
+
+    def get(self, key):
+        self.reads += 1
+        return super().get(key)
+
+
+def test_only_a_backend_that_offers_a_reader_is_read_around_get():
+    assert Backend().reader() is None
+    assert MemoryBackend().reader() is not None
+    assert CountingMemory().reader() is None  # it changed get(): it sees every read
+
+
+@pytest.mark.parametrize("backend_class", [PlainObjectStore, CountingMemory])
+def test_a_process_local_store_without_reader_answers_hits_through_get(backend_class, fake_clock):
+    store = backend_class()
+    registry = Registry(load_entrypoints=False)
+    registry.register("backend", "objects", lambda: store)
+    cache = Cache(namespace(), type="objects", expire=60, registry=registry)
+    create = Counter("v")
+    assert cache.get_or_create("k", create) == "v"
+    reads = store.reads
+    assert cache.get("k") == cache.get_or_create("k", create) == "v" and "k" in cache
+    assert store.reads == reads + 3 and create.calls == 1
+    fake_clock.advance(61)
+    assert "k" not in cache
+    assert cache.get_or_create("k", create) == "v" and create.calls == 2
+    assert "k" in Cache(cache.namespace, type="objects", registry=registry, starttime=fake_clock() - 1)
+    assert "k" not in Cache(cache.namespace, type="objects", registry=registry, starttime=fake_clock() + 1)

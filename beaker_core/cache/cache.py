@@ -30,8 +30,7 @@ from .. import clock
 from ..exceptions import BackendError, ConfigurationError, SerializationError
 from ..registry import Registry, default_registry
 from ..util import coerce_cache_params, coerce_expire, fit_options
-from . import envelope
-from .envelope import DEAD, FRESH, STALE, UnreadableEntry, freshness
+from .envelope import DEAD, FRESH, STALE, UnreadableEntry, freshness, pack, unpack
 from .keys import DEFAULT_KEY_LENGTH
 
 log = logging.getLogger(__name__)
@@ -110,6 +109,7 @@ class Cache:
         self._stores_objects = self.backend.stores_objects
         self._uses_generations = self.backend.shared
         self._serializer = None if self._stores_objects else self.registry.serializer(options["serializer"])
+        self._loads = None if self._serializer is None else self._serializer.loads
         lock_name = options["lock_type"] or self.backend.preferred_lock
         lock_class = self.registry.lock_class(lock_name)
         self._lock_options = fit_options(
@@ -131,21 +131,17 @@ class Cache:
         backend = self.backend
         if not self._uses_generations:
             raw = backend.get(self._prefix + key)
-            return (None if raw is None else self._decode(raw, key)), _LOCAL_GENERATION
-        raw_generation, raw = backend.get_many((self._generation_key, self._prefix + key))
-        generation = int(raw_generation) if raw_generation is not None else self._start_generation()
-        if raw is None:
-            return None, generation
-        return self._decode(raw, key), generation
-
-    def _decode(self, raw: Any, key: str) -> Any:
-        if self._stores_objects:
-            return raw
+            generation = _LOCAL_GENERATION
+        else:
+            raw_generation, raw = backend.get_many((self._generation_key, self._prefix + key))
+            generation = int(raw_generation) if raw_generation is not None else self._start_generation()
+        if raw is None or self._loads is None:
+            return raw, generation
         try:
-            return envelope.unpack(raw, self._serializer.loads)
+            return unpack(raw, self._loads), generation
         except UnreadableEntry as exc:
             log.warning("unreadable cache entry %r in namespace %r (%s): treated as a miss", key, self.namespace, exc)
-            return None
+            return None, generation
 
     def _direct_lookup(self) -> Callable[[Any], Any]:
         """:meth:`lookup` for a process-local backend that keeps objects (memory): no generation, no decoding.
@@ -239,7 +235,7 @@ class Cache:
         except SerializationError as exc:
             raise SerializationError(f"cannot cache the value for key {key!r} in namespace {self.namespace!r}: "
                                      f"{exc}") from exc
-        return envelope.pack(payload, created, expire, generation)
+        return pack(payload, created, expire, generation)
 
     def _ttl(self, expire: Any) -> float | None:
         if not expire:
