@@ -210,6 +210,20 @@ def test_memory_region_ignores_shared_data_dir(tmp_path):
     assert cache.get("k") == 1
 
 
+@pytest.mark.parametrize("options, lock_dir", [
+    ({"data_dir": "data"}, "data/locks"),
+    ({"data_dir": "data", "lock_dir": "elsewhere"}, "elsewhere"),
+])
+def test_the_file_lock_gets_the_caches_data_dir_and_lock_dir(tmp_path, options, lock_dir):
+    """A memory cache with file locks (one creator per key across processes): the lock finds its directory from the
+    cache's data_dir and lock_dir, which the memory backend itself does not take."""
+    options = {name: str(tmp_path / value) for name, value in options.items()}
+    cache = Cache(namespace(), type="memory", lock_type="file", **options)
+    assert cache.get_or_create("k", lambda: "v") == "v"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [lock_dir.split("/")[0]]
+    assert (tmp_path / lock_dir).is_dir()
+
+
 # -- get_or_create: stampede protection and stale values -------------------------------------------------------
 
 def test_threads_on_a_cold_key_create_once(tmp_path):
