@@ -337,6 +337,7 @@ class Cache:
 
         While one caller recreates an expired value, other callers get the expired value rather than wait.
         A caller that waits longer than ``lock_timeout`` for another creator runs ``creator`` itself.
+        The decorators of :mod:`beaker_core.cache.regions` inline it: one call less on every decorated hit.
         """
         if not self.enabled:
             return creator()

@@ -56,7 +56,7 @@ def cache_decorator(deco_args: tuple, *, manager: Any, options: Mapping[str, Any
                     key = sha1(key)
             else:
                 key = spec.key(args, kwargs, resolved[1])
-            # Cache.get_or_create, inlined: one call less on every hit
+            # Cache.get_or_create, inlined
             if cache.direct:
                 value = cache.lookup(key)
                 if value is not MISS:
