@@ -21,4 +21,5 @@ from .keys import DEFAULT_KEY_LENGTH, KeySpec, fit_key, spec_of
 from .manager import CacheManager
 from .regions import cache_region, region_invalidate
 
-__all__ = ["Cache", "CacheManager", "cache_region", "region_invalidate", "cache_regions", "cache_managers", "clsmap"]
+__all__ = ["Cache", "CacheManager", "cache_region", "region_invalidate", "cache_regions", "cache_managers", "clsmap",
+           "BackendClasses", "FAIL_OPEN_LOG_INTERVAL", "DEFAULT_KEY_LENGTH", "KeySpec", "fit_key", "spec_of"]
