@@ -75,30 +75,30 @@ def test_none_is_a_value(cache):
     assert create.calls == 0
 
 
-def test_createfunc_runs_once_until_expiry(cache):
+def test_createfunc_runs_once_until_expiry(cache, fake_clock):
     create = Counter("v")
     assert cache.get("k", createfunc=create, expiretime=0.3) == "v"
     assert cache.get("k", createfunc=create, expiretime=0.3) == "v"
     assert create.calls == 1
-    time.sleep(0.4)
+    fake_clock.advance(0.4)
     assert cache.get("k", createfunc=create, expiretime=0.3) == "v"
     assert create.calls == 2
 
 
-def test_expire_default_and_per_put(tmp_path):
+def test_expire_default_and_per_put(tmp_path, fake_clock):
     cache = Cache(namespace(), type="file", data_dir=str(tmp_path), expire=0.3)
     cache.put("short", 1)
     cache.put("long", 2, expiretime=30)
-    time.sleep(0.4)
+    fake_clock.advance(0.4)
     assert "short" not in cache
     assert cache.get("long") == 2
 
 
-def test_a_value_keeps_the_lifetime_it_was_stored_with():
+def test_a_value_keeps_the_lifetime_it_was_stored_with(fake_clock):
     cache = Cache(namespace(), expire=100)
     cache.put("k", 1)
     cache.put("short", 2, expiretime=0.1)
-    time.sleep(0.2)
+    fake_clock.advance(0.2)
     assert cache.get("k", expiretime=0.1) == 1
     assert cache.get("short", createfunc=lambda: "made", expiretime=100) == "made"
     assert cache.get("short", expiretime=0.01) == "made"
@@ -239,10 +239,10 @@ def test_threads_on_a_cold_key_create_once(tmp_path):
     assert create.calls == 1
 
 
-def test_stale_value_served_while_another_caller_recreates():
+def test_stale_value_served_while_another_caller_recreates(fake_clock):
     cache = Cache(namespace(), expire=0.2)
     cache.put("k", "old")
-    time.sleep(0.3)
+    fake_clock.advance(0.3)
     recreating = threading.Event()
     release = threading.Event()
 
@@ -385,7 +385,7 @@ def test_manager_regions_and_caches(tmp_path):
         cm.get_cache_region("things", "nope")
 
 
-def test_cache_region_decorator_expires_and_invalidates(tmp_path):
+def test_cache_region_decorator_expires_and_invalidates(tmp_path, fake_clock):
     manager(tmp_path)
     create = Counter()
 
@@ -400,7 +400,7 @@ def test_cache_region_decorator_expires_and_invalidates(tmp_path):
     region_invalidate(search, "short_term", "search", "rabbits")
     search("rabbits")
     assert create.calls == 3
-    time.sleep(0.4)
+    fake_clock.advance(0.4)
     search("rabbits")
     assert create.calls == 4
 

@@ -58,13 +58,13 @@ def beaker_cache(request, tmp_path):
     return Cache(f"parity-{os.getpid()}-{time.time_ns()}", type=request.param, **options)
 
 
-def test_beaker_parity_lifetime_is_fixed_when_the_value_is_stored(beaker_cache):
+def test_beaker_parity_lifetime_is_fixed_when_the_value_is_stored(beaker_cache, fake_clock):
     """Beaker 1.14.1: ``get(key, expiretime=N)`` applies N only to a value that this get creates. A value put for an
     hour is still served to ``get(key, expiretime=1)`` a second later, and a value put for one second is gone for
     ``get(key, expiretime=3600)``."""
     beaker_cache.put("hour", "h", expiretime=3600)
     beaker_cache.put("second", "s", expiretime=1)
-    time.sleep(1.3)
+    fake_clock.advance(1.3)
     assert beaker_cache.get("hour", expiretime=1) == "h"
     with pytest.raises(KeyError):
         beaker_cache.get("second", expiretime=3600)

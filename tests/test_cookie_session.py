@@ -1,7 +1,6 @@
 """Cookie sessions: AES-GCM, key rotation, tampering, expiry, size limit; and SignedCookie."""
 import json
 import os
-import time
 
 import pytest
 
@@ -110,19 +109,19 @@ def test_encrypt_key_takes_precedence_and_validate_key_is_accepted():
     assert WSGIClient(app_with(secret=None, validate_key=OLD)).json("/incr") == 1
 
 
-def test_idle_timeout_expires_the_cookie_session():
+def test_idle_timeout_expires_the_cookie_session(fake_clock):
     client = WSGIClient(app_with(timeout=1))
     assert client.json("/incr") == 1
-    time.sleep(1.1)
+    fake_clock.advance(1.1)
     assert client.json("/incr") == 1
 
 
-def test_absolute_timeout_is_not_extended_by_activity():
+def test_absolute_timeout_is_not_extended_by_activity(fake_clock):
     client = WSGIClient(app_with(absolute_timeout=1.2))
     assert client.json("/incr") == 1
-    time.sleep(0.7)
+    fake_clock.advance(0.7)
     assert client.json("/incr") == 2
-    time.sleep(0.7)
+    fake_clock.advance(0.7)
     assert client.json("/incr") == 1
 
 
@@ -133,10 +132,10 @@ def test_read_only_request_within_the_refresh_interval_sends_no_cookie():
     assert set_cookies(headers) == []
 
 
-def test_read_only_request_after_the_refresh_interval_renews_the_cookie():
+def test_read_only_request_after_the_refresh_interval_renews_the_cookie(fake_clock):
     client = WSGIClient(app_with(timeout=2))
     client.json("/incr")
-    time.sleep(0.3)  # refresh interval is a tenth of the timeout
+    fake_clock.advance(0.3)  # refresh interval is a tenth of the timeout
     _, headers, _ = client.request("/get")
     assert len(set_cookies(headers)) == 1
 

@@ -57,13 +57,13 @@ def test_round_trips(backend):
         backend.set("k", b"v", ttl=-1)
 
 
-def test_ttl(backend):
+def test_ttl(backend, fake_clock):
     backend.set("short", b"v", ttl=0.3)
     backend.set("touched", b"v", ttl=0.3)
     backend.set("counter", b"1", ttl=0.3)
     assert backend.touch("touched", 60) is True
     assert backend.incr("counter") == 2
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.get("short") is None
     assert backend.get("counter") is None
     assert backend.get("touched") == b"v"
@@ -119,14 +119,14 @@ def test_writes_of_other_processes_are_seen(tmp_path, backend):
     other.close()
 
 
-def test_keys_and_cleanup(backend):
+def test_keys_and_cleanup(backend, fake_clock):
     for key in ("user:1", "user:2", "item:1"):
         backend.set(key, b"v" * 2000)
     backend.set("user:expiring", b"v", ttl=0.3)
     for n in range(40):
         backend.set("grows", b"x" * (600 * n))  # dumb appends a value that outgrows its blocks
     assert sorted(backend.keys("user:")) == ["user:1", "user:2", "user:expiring"]
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert sorted(backend.keys("user:")) == ["user:1", "user:2"]
     dat = backend.path + ".dat"
     size_before = os.path.getsize(dat) if backend.module_name == "dumb" else None
@@ -358,11 +358,11 @@ if HAS_GNU:
             DBMBackend(data_dir=str(tmp_path / "other"), dbm_module="gnu")
         assert DBMBackend(data_dir=str(tmp_path / "other")).module_name == "dumb"
 
-    def test_gnu_module(tmp_path):
+    def test_gnu_module(tmp_path, fake_clock):
         backend = DBMBackend(data_dir=str(tmp_path), dbm_module="gnu")
         backend.set("k", b"v", ttl=0.3)
         backend.set("keep", b"v")
         assert backend.get("k") == b"v"
-        time.sleep(0.45)
+        fake_clock.advance(0.45)
         assert backend.cleanup() == 1
         assert list(backend.keys()) == ["keep"]

@@ -64,12 +64,12 @@ def test_round_trips(backend):
     assert backend.get("fresh") is None
 
 
-def test_ttl_expiry_removes_the_file(backend):
+def test_ttl_expiry_removes_the_file(backend, fake_clock):
     backend.set("short", b"v", ttl=0.3)
     backend.set("long", b"v", ttl=60)
     assert backend.get("short") == b"v"
     assert len(data_files(backend.data_dir)) == 2
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.get("short") is None
     assert backend.get("long") == b"v"
     assert len(data_files(backend.data_dir)) == 1
@@ -77,30 +77,30 @@ def test_ttl_expiry_removes_the_file(backend):
     assert backend.add("short", b"again", ttl=10) is True
 
 
-def test_touch_and_expired_add(backend):
+def test_touch_and_expired_add(backend, fake_clock):
     backend.set("k", b"v", ttl=0.3)
     assert backend.touch("k", 60) is True
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.get("k") == b"v"
     assert backend.touch("k", 0.3) is True
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.get("k") is None
     assert backend.touch("missing", 1) is False
     backend.set("gone", b"old", ttl=0.3)
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.add("gone", b"new") is True  # an expired entry does not block add
     assert backend.get("gone") == b"new"
     assert backend.delete("gone") is True
 
 
-def test_incr(backend):
+def test_incr(backend, fake_clock):
     assert backend.incr("n") == 1
     assert backend.incr("n", 10) == 11
     assert backend.incr("n", -12) == -1
     assert backend.get("n") == b"-1"
     backend.set("ttl", b"5", ttl=0.3)
     assert backend.incr("ttl") == 6
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert backend.get("ttl") is None  # incr keeps the deadline
     backend.set("text", b"abc")
     with pytest.raises(ValueError, match="not an integer"):
@@ -409,13 +409,13 @@ def test_update_errors_leave_the_value(backend):
     assert calls == [] and backend.get("k") == b"v"
 
 
-def test_update_of_an_expired_key_gets_none(backend):
+def test_update_of_an_expired_key_gets_none(backend, fake_clock):
     backend.set("k", b"old", ttl=0.2)
-    time.sleep(0.3)
+    fake_clock.advance(0.3)
     seen = []
     assert backend.update("k", lambda current: seen.append(current) or b"new", 0.2) is True
     assert seen == [None] and backend.get("k") == b"new"
-    time.sleep(0.3)
+    fake_clock.advance(0.3)
     assert backend.get("k") is None
 
 
@@ -450,19 +450,19 @@ def test_another_keys_file_is_a_miss_and_kept(backend):
     assert list(backend.keys()) == ["b"]
 
 
-def test_keys_and_delete_prefix(backend):
+def test_keys_and_delete_prefix(backend, fake_clock):
     for key in ("user:1", "user:2", "user:3", "item:1"):
         backend.set(key, b"v")
     backend.set("user:expiring", b"v", ttl=0.3)
     assert sorted(backend.keys("user:")) == ["user:1", "user:2", "user:3", "user:expiring"]
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
     assert sorted(backend.keys("user:")) == ["user:1", "user:2", "user:3"]
     assert sorted(backend.keys()) == ["item:1", "user:1", "user:2", "user:3"]
     assert backend.delete_prefix("user:") == 3
     assert list(backend.keys()) == ["item:1"]
 
 
-def test_cleanup(backend):
+def test_cleanup(backend, fake_clock):
     backend.set("live", b"v")
     backend.set("expiring", b"v", ttl=0.3)
     backend.set("corrupt", b"v")
@@ -481,7 +481,7 @@ def test_cleanup(backend):
     os.makedirs(empty_shard)
     other = os.path.join(backend.data_dir, "locks")
     os.makedirs(other)
-    time.sleep(0.45)
+    fake_clock.advance(0.45)
 
     assert backend.cleanup() == 2
     assert backend.get("live") == b"v"

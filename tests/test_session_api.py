@@ -107,36 +107,36 @@ def test_modified_session_is_a_read_and_a_locked_read_modify_write(app):
     assert calls == expected and cookies == []
 
 
-def test_idle_timeout_refresh_uses_touch_not_a_rewrite(registry, tmp_path):
+def test_idle_timeout_refresh_uses_touch_not_a_rewrite(registry, tmp_path, fake_clock):
     app = SessionMiddleware(session_app, {"session.type": "counting-file", "session.data_dir": str(tmp_path),
                                           "session.timeout": 2}, registry=registry)
     client = WSGIClient(app)
     client.json("/incr")
-    time.sleep(0.25)  # past the refresh interval (a tenth of the timeout)
+    fake_clock.advance(0.25)  # past the refresh interval (a tenth of the timeout)
     assert calls_of(app, client, "/get") == ({"get": 1, "touch": 1}, [])
     # refreshed just now: the next read-only request only reads
     assert calls_of(app, client, "/get") == ({"get": 1}, [])
 
 
-def test_refresh_keeps_a_read_only_session_alive_past_its_timeout(registry, tmp_path):
+def test_refresh_keeps_a_read_only_session_alive_past_its_timeout(registry, tmp_path, fake_clock):
     app = SessionMiddleware(session_app, {"session.type": "file", "session.data_dir": str(tmp_path),
                                           "session.timeout": 1}, registry=registry)
     client = WSGIClient(app)
     client.json("/set?user=ada")
     for _ in range(6):
-        time.sleep(0.3)
+        fake_clock.advance(0.3)
         assert client.json("/get") == {"user": "ada"}
-    time.sleep(1.3)
+    fake_clock.advance(1.3)
     assert client.json("/get") == {}
 
 
-def test_save_accessed_time_false_does_not_refresh(registry, tmp_path):
+def test_save_accessed_time_false_does_not_refresh(registry, tmp_path, fake_clock):
     app = SessionMiddleware(session_app, {"session.type": "counting-file", "session.data_dir": str(tmp_path),
                                           "session.timeout": 2, "session.save_accessed_time": "false"},
                             registry=registry)
     client = WSGIClient(app)
     client.json("/incr")
-    time.sleep(0.25)
+    fake_clock.advance(0.25)
     assert calls_of(app, client, "/get") == ({"get": 1}, [])
 
 
@@ -150,14 +150,14 @@ def test_new_session_and_regenerated_id_need_no_lock(registry, tmp_path):
         client.json("/set?b=2")
 
 
-def test_absolute_timeout_ends_an_active_session(registry, tmp_path):
+def test_absolute_timeout_ends_an_active_session(registry, tmp_path, fake_clock):
     app = SessionMiddleware(session_app, {"session.type": "file", "session.data_dir": str(tmp_path),
                                           "session.absolute_timeout": 1.0}, registry=registry)
     client = WSGIClient(app)
     assert client.json("/incr") == 1
-    time.sleep(0.6)
+    fake_clock.advance(0.6)
     assert client.json("/incr") == 2
-    time.sleep(0.6)
+    fake_clock.advance(0.6)
     assert client.json("/incr") == 1
 
 
@@ -364,7 +364,7 @@ def test_concurrent_threads_on_a_memory_session_keep_every_key(registry):
                                                                        **{f"k{i}": i for i in range(16)}}
 
 
-def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path):
+def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path, fake_clock):
     def app(environ, start_response):
         session = environ["beaker.session"]
         session["n"] = session.get("n", 0) + 1
@@ -376,7 +376,7 @@ def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path):
                                          "session.timeout": 1}, registry=registry)
     client = WSGIClient(middleware)
     client.request("/")
-    time.sleep(0.15)
+    fake_clock.advance(0.15)
     backend = middleware.session_config.backend
     backend.calls.clear()
     client.request("/")

@@ -15,6 +15,7 @@ apply". See :meth:`ConformanceBase.__init_subclass__`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -26,6 +27,7 @@ from ..backends import Backend
 from ..exceptions import ConfigurationError
 from ..registry import Registry
 from . import _workers
+from .clock import FakeClock, fake_clock
 from .concurrency import run_in_threads
 
 #: capabilities read from the backend class (attributes of :class:`~beaker_core.backends.Backend`)
@@ -63,18 +65,27 @@ def requires(*capabilities: str) -> Callable[[Callable], Callable]:
     return mark
 
 
+def _backend_factory(backend_name: str, factory: Any = None) -> Any:
+    """``factory``, or else the class a plain :class:`Registry` finds for ``backend_name``; ``None`` when the lookup
+    fails."""
+    if factory is not None:
+        return factory
+    registry = Registry()
+    try:
+        return registry.backend_class(backend_name)
+    except Exception:
+        return None
+    finally:
+        registry.close()
+
+
 def _resolve_capabilities(backend_name: str, factory: Any = None) -> dict[str, bool] | None:
     """The backend's declared capabilities, read from ``factory`` or else from the class a plain :class:`Registry`
     finds; ``None`` when the lookup fails (the tests then stay, and fail on building the backend, naming the
     problem)."""
+    factory = _backend_factory(backend_name, factory)
     if factory is None:
-        registry = Registry()
-        try:
-            factory = registry.backend_class(backend_name)
-        except Exception:
-            return None
-        finally:
-            registry.close()
+        return None
     return {name: bool(getattr(factory, name, getattr(Backend, name))) for name in BACKEND_CAPABILITIES}
 
 
@@ -143,8 +154,10 @@ class ConformanceBase:
         _capability_names(vars(cls).get("requires_capability", ()), f"{cls.__name__}.requires_capability")
         if not cls.backend:
             return
-        capabilities = _resolve_capabilities(cls.backend, cls.backend_class)
+        factory = _backend_factory(cls.backend, cls.backend_class)
+        capabilities = None if factory is None else _resolve_capabilities(cls.backend, factory)
         cls._conformance_capabilities = capabilities
+        cls._conformance_local_expiry = bool(getattr(factory, "local_expiry", False))
         cls._conformance_removed = {}
         for name, (test, owner) in _test_members(cls).items():
             if not callable(test):
@@ -226,9 +239,45 @@ class ConformanceBase:
         """A TTL long enough to read a value back right after writing it, short enough to wait out."""
         return max(0.3, 2 * self.ttl_resolution)
 
+    @pytest.fixture(autouse=True)
+    def _conformance_clock(self):
+        """Holds the fake clock :meth:`advance_clock` puts in effect, until the end of the test."""
+        with contextlib.ExitStack() as stack:
+            self._clock_stack = stack
+            self._clock: FakeClock | None = None
+            yield
+
     def wait_past(self, ttl: float) -> None:
-        """Sleep until an entry written ``ttl`` seconds ago has certainly expired."""
-        time.sleep(ttl + self.ttl_resolution + 0.25)
+        """Until an entry the backend stored ``ttl`` seconds ago has certainly expired in the backend.
+
+        A backend whose class declares ``local_expiry`` (its entries expire by :data:`beaker_core.clock.now` in this
+        process: memory, file, dbm) sees the clock moved forward by :meth:`advance_clock`; for a server that
+        expires entries on its own clock (redis, memcached), the test sleeps.
+        """
+        seconds = ttl + self.ttl_resolution + 0.25
+        if getattr(type(self), "_conformance_local_expiry", False):
+            self.advance_clock(seconds)
+        else:
+            time.sleep(seconds)
+
+    def wait_past_in_core(self, ttl: float) -> None:
+        """Until a deadline ``ttl`` seconds away that the core itself checks on :data:`beaker_core.clock.now` has
+        certainly passed (a cached value's ``expire``, a region's): the clock moves, on every backend.
+
+        A server backend still holds the entry, so what the test sees is the core's decision alone.
+        """
+        self.advance_clock(ttl + self.ttl_resolution + 0.25)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move :data:`beaker_core.clock.now` ``seconds`` forward; returns the new time.
+
+        The first call puts a :class:`~beaker_core.testing.clock.FakeClock` in effect, starting at the real time,
+        for the rest of the test, so deadlines computed before it (on the real clock) are passed as well. Only this
+        process sees it: worker processes keep the real clock.
+        """
+        if self._clock is None:
+            self._clock = self._clock_stack.enter_context(fake_clock())
+        return self._clock.advance(seconds)
 
 
 def _counter(value: Any) -> int:
