@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import multiprocessing
 import threading
 import uuid
 from typing import Any, Callable
@@ -22,6 +21,7 @@ import pytest
 from ..locks import Lock
 from ..middleware import SessionMiddleware
 from ..session import KEY_PREFIX
+from . import _workers
 from .backend import ConformanceBase, requires
 from .concurrency import run_in_threads
 
@@ -248,10 +248,9 @@ class SessionConformance(ConformanceBase):
         client.json("/set?start=1")
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
         config = self.session_config(tmp_path)
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(self.processes) as pool:
-            answers = pool.starmap(request_in_process,
-                                   [(config, f"/set?proc{index}={index}", cookie) for index in range(self.processes)])
+        with _workers.context().Pool(self.processes) as pool:  # leaving the block ends the workers, even hung ones
+            answers = pool.starmap_async(request_in_process, [(config, f"/set?proc{index}={index}", cookie)
+                                                              for index in range(self.processes)]).get(120)
         assert all(f"proc{index}" in answer for index, answer in enumerate(answers))
         assert client.json("/get") == {"start": "1", **{f"proc{i}": str(i) for i in range(self.processes)}}
 
