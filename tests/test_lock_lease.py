@@ -24,18 +24,18 @@ from beaker_core.testing.concurrency import run_in_threads
 
 
 class MemoryTokenLock(TokenLock):
-    """A token lock on the memory backend without ``_renew``: its key lives ``expire`` seconds, unrenewed."""
+    """A token lock on the memory backend without ``renew_token``: its key lives ``expire`` seconds, unrenewed."""
 
     kind = "memory-token"
     backend_class = MemoryBackend
 
-    def _prepare(self):
+    def prepare(self):
         self.key = "lock:" + self.name
 
-    def _take(self, token):
+    def store_token(self, token):
         return token if self.backend.add(self.key, token, ttl=self.lease) else None
 
-    def _give_back(self, token):
+    def remove_token(self, token):
         if self.backend.get(self.key) != token:
             return False
         self.backend.delete(self.key)
@@ -47,12 +47,12 @@ class LeasedMemoryLock(MemoryTokenLock):
 
     kind = "memory-lease"
 
-    def _prepare(self):
-        super()._prepare()
+    def prepare(self):
+        super().prepare()
         self.renewals = 0
         self.renewal_error = None
 
-    def _renew(self, token, ttl):
+    def renew_token(self, token, ttl):
         self.renewals += 1
         renewed = self.backend.get(self.key) == token and self.backend.touch(self.key, ttl)
         if self.renewal_error is not None:
@@ -92,7 +92,7 @@ def test_lease_defaults_and_bounds():
     assert lock.renews and lock.lease == 5.0 and lock.expire == locks.DEFAULT_EXPIRE
     assert LeasedMemoryLock("job", backend=store, lease="0.5").lease == 0.5
     assert LeasedMemoryLock("job", backend=store, expire=2).lease == 2.0  # never longer than expire
-    # a lock without _renew is not renewed: its key lives expire seconds, as before leases
+    # a lock without renew_token is not renewed: its key lives expire seconds, as before leases
     plain = MemoryTokenLock("job", backend=store, expire=7, lease=1)
     assert not plain.renews and plain.lease == 7.0
 
@@ -193,10 +193,10 @@ def test_a_renewal_that_fails_is_logged_once_and_tried_again(caplog):
 class EndlessLeasedMemoryLock(LeasedMemoryLock):
     """Renewed, but its key never expires: a renewal that came late cannot be what breaks exclusion."""
 
-    def _take(self, token):
+    def store_token(self, token):
         return token if self.backend.add(self.key, token) else None
 
-    def _renew(self, token, ttl):
+    def renew_token(self, token, ttl):
         self.renewals += 1
         return self.backend.get(self.key) == token
 
@@ -231,11 +231,11 @@ def test_a_process_holding_a_lock_exits_without_waiting_for_its_lease_thread():
         class Leased(TokenLock):
             kind = "memory-lease"
             backend_class = MemoryBackend
-            def _take(self, token):
+            def store_token(self, token):
                 return token if self.backend.add("lock", token, ttl=self.lease) else None
-            def _renew(self, token, ttl):
+            def renew_token(self, token, ttl):
                 return self.backend.touch("lock", ttl)
-            def _give_back(self, token):
+            def remove_token(self, token):
                 return self.backend.delete("lock")
 
         lock = Leased("job", backend=MemoryBackend(), lease=60)

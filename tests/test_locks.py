@@ -296,16 +296,16 @@ class MemoryTokenLock(TokenLock):
     backend_class = MemoryBackend
     url_backends: dict = {}
 
-    def _backend_for_url(self, url):
+    def backend_for_url(self, url):
         return self.url_backends.setdefault(url, MemoryBackend())
 
-    def _prepare(self):
+    def prepare(self):
         self.key = "lock:" + self.name
 
-    def _take(self, token):
+    def store_token(self, token):
         return token if self.backend.add(self.key, token, ttl=self.expire) else None
 
-    def _give_back(self, token):
+    def remove_token(self, token):
         if self.backend.get(self.key) != token:
             return False
         self.backend.delete(self.key)
@@ -404,7 +404,7 @@ class UrlTokenLock(MemoryTokenLock):
     """The token lock's own url handling: one backend per backend class and url, shared by its locks."""
 
     backend_class = UrlMemoryBackend
-    _backend_for_url = TokenLock._backend_for_url  # not MemoryTokenLock's dict of its own
+    backend_for_url = TokenLock.backend_for_url  # not MemoryTokenLock's dict of its own
 
 
 def test_token_locks_share_one_backend_per_url():

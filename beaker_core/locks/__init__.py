@@ -221,7 +221,7 @@ class _LeaseKeeper:
                 self.drop(lock)
                 return
             try:
-                kept = lock._renew(lease.taken, ttl)
+                kept = lock.renew_token(lease.taken, ttl)
             except Exception as exc:  # the store is unreachable: try again at the next turn, while the lease lasts
                 if not lease.failing:
                     log.warning("could not renew the lease of the %s lock %r: %s", lock.kind, lock.name, exc)
@@ -253,22 +253,22 @@ class TokenLock(Lock):
     removes it only while it still holds that token. A subclass provides the store's side:
 
     * ``backend_class``: the backend the lock lives in; with any other ``backend`` the lock needs the ``url``
-      option, and opens ``backend_class(url=url)`` once per url (``_url_key(url)`` checks the url and makes it a
+      option, and opens ``backend_class(url=url)`` once per url (``url_key(url)`` checks the url and makes it a
       dict key);
-    * ``_prepare()``: called once the options are checked (``self.backend``, ``self.expire`` and ``self.lease``
+    * ``prepare()``: called once the options are checked (``self.backend``, ``self.expire`` and ``self.lease``
       are set);
-    * ``_take(token)``: one attempt; stores the token for ``self.lease`` seconds and returns what :meth:`release`
+    * ``store_token(token)``: one attempt; stores the token for ``self.lease`` seconds and returns what :meth:`release`
       will give back (the token, or a marker of the subclass's own), or None when another holder has the lock;
-    * ``_renew(taken, ttl)``: gives the lock ``ttl`` more seconds if ``taken`` still holds it, in one atomic step
+    * ``renew_token(taken, ttl)``: gives the lock ``ttl`` more seconds if ``taken`` still holds it, in one atomic step
       (a script, a compare-and-set); False when it does not;
-    * ``_give_back(taken)``: removes the lock if ``taken`` still holds it; False when it had expired (and so may
+    * ``remove_token(taken)``: removes the lock if ``taken`` still holds it; False when it had expired (and so may
       have been taken by another holder meanwhile), which is logged as a warning.
 
     The lock is a lease: the key lives ``lease`` seconds and, while this process holds the lock, a daemon thread
     renews it every ``lease / 3`` seconds, for at most ``expire`` seconds after the acquisition. A holder that dies
     (killed, its machine gone) therefore frees the lock within ``lease`` seconds; a holder that works longer than
     ``expire`` loses it, as a hung holder must; a renewal that finds the token gone logs a warning. A subclass
-    without ``_renew`` keeps the key for ``expire`` seconds and is not renewed.
+    without ``renew_token`` keeps the key for ``expire`` seconds and is not renewed.
 
     One lock object may be shared by threads like a ``threading.Lock``; it is not reentrant.
 
@@ -288,20 +288,20 @@ class TokenLock(Lock):
         expire_seconds = self._positive("expire", expire)
         super().__init__(name, backend=backend, expire=expire_seconds, timeout=self._seconds("timeout", timeout))
         lease_seconds = self._positive("lease", DEFAULT_LEASE if lease is None else lease)
-        self.renews = type(self)._renew is not TokenLock._renew
+        self.renews = type(self).renew_token is not TokenLock.renew_token
         self.lease = min(max(lease_seconds, self.shortest_lease), expire_seconds) if self.renews else expire_seconds
         if not isinstance(backend, self.backend_class):
             if url is None:
                 got = f"a {type(backend).__name__}" if backend is not None else "no backend"
                 raise ConfigurationError(f"the {self.kind} lock needs a {self.kind} backend or a url (it got {got}); "
                                          f"set lock_type to a lock that suits the backend, or give the lock a url")
-            backend = self._backend_for_url(url)
+            backend = self.backend_for_url(url)
         self.backend = backend
         self._taken: Any = None
         self._guard = threading.Lock()
         self._lease_guard = threading.Lock()
         self._held_lease: _Lease | None = None
-        self._prepare()
+        self.prepare()
 
     def _positive(self, option: str, value: Any) -> float:
         seconds = self._seconds(option, value)
@@ -313,24 +313,24 @@ class TokenLock(Lock):
     def _seconds(self, option: str, value: Any) -> float | None:
         return coerce_float(f"the {self.kind} lock's {option}", value, minimum=0.0, allow_none=True)
 
-    def _backend_for_url(self, url: Any) -> Any:
-        return _url_backends.get((self.backend_class, self._url_key(url)), lambda: self.backend_class(url=url))
+    def backend_for_url(self, url: Any) -> Any:
+        return _url_backends.get((self.backend_class, self.url_key(url)), lambda: self.backend_class(url=url))
 
-    def _url_key(self, url: Any) -> Any:
+    def url_key(self, url: Any) -> Any:
         if not isinstance(url, str):
             raise ConfigurationError(f"the {self.kind} lock's url must be a string, not {type(url).__name__}")
         return url
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         pass
 
-    def _take(self, token: bytes) -> Any:
+    def store_token(self, token: bytes) -> Any:
         raise NotImplementedError
 
-    def _renew(self, taken: Any, ttl: float) -> bool:
+    def renew_token(self, taken: Any, ttl: float) -> bool:
         raise NotImplementedError
 
-    def _give_back(self, taken: Any) -> bool:
+    def remove_token(self, taken: Any) -> bool:
         raise NotImplementedError
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
@@ -338,7 +338,7 @@ class TokenLock(Lock):
         backoff = Backoff(blocking, timeout)
         while True:
             attempted = time.monotonic()  # the lease runs from the attempt: the reply may come late
-            taken = self._take(token)
+            taken = self.store_token(token)
             if taken is not None:
                 with self._lease_guard, self._guard:
                     self._taken = taken
@@ -357,7 +357,7 @@ class TokenLock(Lock):
                 raise RuntimeError(f"release of the unheld {self.kind} lock {self.name!r}")
             if lease is not None:
                 _leases.drop(self)
-        if not self._give_back(taken) and not (lease is not None and lease.lost):  # a lost lease was logged
+        if not self.remove_token(taken) and not (lease is not None and lease.lost):  # a lost lease was logged
             why = f"held longer than expire={self.expire}s" + (" or its lease lapsed" if self.renews else "")
             log.warning("the %s lock %r expired before it was released (%s): another holder may have run at the "
                         "same time", self.kind, self.name, why)

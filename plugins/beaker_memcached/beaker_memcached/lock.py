@@ -48,12 +48,12 @@ class MemcachedLock(TokenLock):
     backend_class = MemcachedBackend
     shortest_lease = 2.0  # an item may expire up to a second early: a 1 s lease could lapse between renewals
 
-    def _url_key(self, url: Any) -> Any:
+    def url_key(self, url: Any) -> Any:
         if isinstance(url, (list, tuple)):  # a list of servers, as the backend takes it
             return tuple(url)
-        return super()._url_key(url)
+        return super().url_key(url)
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         self._mapped, self._node = self.backend._locate(LOCK_MARK + self.name)
         self._lease = _whole_seconds(self.lease)
 
@@ -76,7 +76,7 @@ class MemcachedLock(TokenLock):
                   self.name)
         return _DEGRADED
 
-    def _take(self, token: bytes) -> Any:
+    def store_token(self, token: bytes) -> Any:
         if self._node.down_until and self._node.skipped():
             return self._degraded(None)
         try:
@@ -85,7 +85,7 @@ class MemcachedLock(TokenLock):
             return self._degraded(exc)
         return token if taken else None
 
-    def _renew(self, token: Any, ttl: float) -> bool:
+    def renew_token(self, token: Any, ttl: float) -> bool:
         if token is _DEGRADED:
             return True
         if self._node.down_until and self._node.skipped():  # fail fast, as every call to a server marked down
@@ -100,7 +100,7 @@ class MemcachedLock(TokenLock):
             self._failed("renewing", exc)
             raise  # not reached: _failed raises the BackendError
 
-    def _give_back(self, token: Any) -> bool:
+    def remove_token(self, token: Any) -> bool:
         if token is _DEGRADED:
             return True
         try:

@@ -76,8 +76,8 @@ def test_release_after_a_lost_lease_leaves_the_next_holder_alone(store, caplog):
 def test_a_holder_keeps_the_lock_across_leases_and_release_stops_the_renewals(store):
     lock = MemcachedLock("job", backend=store, lease=2)
     renewals = []
-    renew = lock._renew
-    lock._renew = lambda token, ttl: renewals.append(ttl) or renew(token, ttl)
+    renew = lock.renew_token
+    lock.renew_token = lambda token, ttl: renewals.append(ttl) or renew(token, ttl)
     with lock:
         deadline = time.monotonic() + 4.5
         while time.monotonic() < deadline:

@@ -48,24 +48,24 @@ class RedisLock(TokenLock):
     kind = "redis"
     backend_class = RedisBackend
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         self._key = self.backend._key(LOCK_MARK + self.name)
         self._lease_ms = _milliseconds(self.lease)
 
-    def _take(self, token: bytes) -> bytes | None:
+    def store_token(self, token: bytes) -> bytes | None:
         try:
             taken = self.backend.client.set(self._key, token, nx=True, px=self._lease_ms)
         except self.backend._errors as exc:
             raise self.backend._error(f"acquiring the lock {self.name!r}", exc) from exc
         return token if taken else None
 
-    def _renew(self, token: bytes, ttl: float) -> bool:
+    def renew_token(self, token: bytes, ttl: float) -> bool:
         try:
             return bool(self.backend.run_script(_RENEW, [self._key], [token, _milliseconds(ttl)]))
         except self.backend._errors as exc:
             raise self.backend._error(f"renewing the lock {self.name!r}", exc) from exc
 
-    def _give_back(self, token: bytes) -> bool:
+    def remove_token(self, token: bytes) -> bool:
         try:
             return bool(self.backend.run_script(_RELEASE, [self._key], [token]))
         except self.backend._errors as exc:

@@ -93,8 +93,8 @@ def test_release_after_a_lost_lease_leaves_the_next_holder_alone(store, raw, pre
 def test_release_stops_the_renewals(store, raw, prefix):
     lock = RedisLock("job", backend=store, lease=0.15)
     renewals = []
-    renew = lock._renew
-    lock._renew = lambda token, ttl: renewals.append(ttl) or renew(token, ttl)
+    renew = lock.renew_token
+    lock.renew_token = lambda token, ttl: renewals.append(ttl) or renew(token, ttl)
     with lock:
         time.sleep(0.5)
     assert len(renewals) >= 2 and all(0 < ttl <= 0.15 for ttl in renewals)
