@@ -1,14 +1,20 @@
 """The example plugin, found the way users find it: through its installed entry point."""
 import datetime
 import importlib.metadata
+import os
+import shlex
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from beaker_core.exceptions import ConfigurationError, SerializationError
 from beaker_core.registry import Registry
 from beaker_core.serializers import json_serializer
+from beaker_core.testing.docs import fenced_blocks
 
 from beaker_example_plugin.lru import ExampleLRUBackend
 from beaker_example_plugin.serializer import sorted_json_serializer
@@ -107,3 +113,23 @@ def test_sorted_json_errors_are_the_cores():
         sorted_json_serializer.dumps(object())
     with pytest.raises(SerializationError):
         sorted_json_serializer.loads(b"{broken")
+
+
+def test_the_readme_commands_run_as_written():
+    """The ``beaker-core`` lines of the README's "Try it" block: the listing shows the plugin and its distribution,
+    and the check of a configuration using both of its names passes."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    (block,) = fenced_blocks(readme, "sh")
+    commands = [line.split("#")[0].strip() for line in block.text.splitlines() if line.startswith("beaker-core ")]
+    assert [command.split()[1] for command in commands] == ["backends", "check"]
+    script = os.path.join(os.path.dirname(sys.executable), "beaker-core")
+    outputs = {}
+    for command in commands:
+        argv = shlex.split(command)
+        result = subprocess.run([script, *argv[1:]], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        outputs[argv[1]] = result.stdout
+    listed = [line.split() for line in outputs["backends"].splitlines()]
+    assert any(row[:2] == ["backend", "example-lru"] and "beaker-example-plugin" in row for row in listed), \
+        outputs["backends"]
+    assert "example-lru" in outputs["check"] and "example-json-sorted" in outputs["check"], outputs["check"]
