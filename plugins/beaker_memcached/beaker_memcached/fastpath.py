@@ -17,6 +17,7 @@ reply timeouts to the backend and to its down marks).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -57,6 +58,12 @@ def _missing_internals() -> str:
     for name in ("_connect", "check_key", "close", "get_many"):
         if not callable(getattr(Client, name, None)):
             return f"Client has no {name}()"
+    try:
+        parameters = list(inspect.signature(Client.check_key).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    if parameters != ["self", "key", "key_prefix"]:
+        return f"Client.check_key takes ({', '.join(parameters)}), not (self, key, key_prefix)"
     try:
         client = Client(("127.0.0.1", 1))  # connects nothing
     except Exception as exc:  # a constructor that changed

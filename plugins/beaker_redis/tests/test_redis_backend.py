@@ -417,14 +417,15 @@ def test_reply_timeouts_are_kernel_socket_options(redis_server):
     import struct
     backend = RedisBackend(url=redis_server.url, socket_timeout=2.5)
     backend.get("warm-up")
-    connection = backend.client.connection_pool.get_connection()
+    connection = backend.client.connection_pool.make_connection()  # a connection as the pool makes them
     try:
+        connection.connect()
         sock = connection._sock
         assert sock.gettimeout() is None  # no Python timeout: no poll() before each read
         seconds, microseconds = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
         assert seconds + microseconds / 1e6 == pytest.approx(2.5, abs=0.01)
     finally:
-        backend.client.connection_pool.release(connection)
+        connection.disconnect()
     backend.close()
 
 

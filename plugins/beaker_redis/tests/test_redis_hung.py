@@ -14,9 +14,19 @@ from beaker_core.cache import Cache
 from beaker_core.exceptions import BackendError, ConfigurationError
 from beaker_core.registry import Registry
 from beaker_core.testing.servers import stopped, timed
+from beaker_redis import fastpath
 from beaker_redis.backend import RedisBackend
 
 FAST = 0.5  # seconds: a call that did not wait for the server
+
+
+@pytest.fixture(autouse=True, params=["fast path", "fallback"])
+def client_path(request, monkeypatch):
+    """Every test runs with redis-py's internals (beaker_redis.fastpath) and with the public API they fall back to:
+    the failures must be the same."""
+    if request.param == "fallback":
+        monkeypatch.setattr(fastpath, "enabled", False)
+    return request.param
 
 
 def counting(values):
