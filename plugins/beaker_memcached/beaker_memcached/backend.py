@@ -99,12 +99,14 @@ class MemcachedBackend(Backend):
         }
         self._ring = Ring([Node(address, client_options, self.timeout, self.dead_retry)
                            for address in self.servers])
-        self._errors = _memcache_errors()  # evaluated only when an exception is raised: free on success
+        #: the exceptions that mean a server failed (pymemcache's and the socket's), for the lock and the records
+        self.errors = _memcache_errors()
         self._mapped_keys: dict[str, bytes] = {}
 
-    # -- plumbing --------------------------------------------------------------------------------------------------
+    # -- plumbing, shared with the lock and the records -------------------------------------------------------------
 
-    def _locate(self, key: str) -> tuple[str, Node]:
+    def locate(self, key: str) -> tuple[str, Node]:
+        """The key as sent to memcached, and the server that holds it."""
         mapped = map_key(self.prefix, key)
         return mapped, self._ring.node(mapped)
 
@@ -118,13 +120,15 @@ class MemcachedBackend(Backend):
         return mapped
 
     @staticmethod
-    def _expire(ttl: float | None) -> int:
+    def server_expiry(ttl: float | None) -> int:
+        """A ttl as memcached's expiry: 0 for none, whole seconds rounded up, a date past thirty days."""
         if ttl is None:
             return 0
         seconds = math.ceil(check_ttl(ttl))  # whole seconds, rounded up: 0 would mean "never"
         return seconds if seconds <= _THIRTY_DAYS else int(time.time()) + seconds
 
-    def _check_size(self, key: str, value: bytes) -> bytes:
+    def check_size(self, key: str, value: bytes) -> bytes:
+        """``value``, or :class:`ValueTooLarge` when it is over the servers' item size limit."""
         if len(value) > self.max_value_size:
             raise ValueTooLarge(
                 f"{self.describe()}: the value for key {key!r} is {len(value)} bytes; memcached items are limited "
@@ -138,9 +142,9 @@ class MemcachedBackend(Backend):
                 raise SerializationError(f"the memcached backend stores bytes; the value for key {key!r} is a "
                                          f"{type(value).__name__}")
             value = bytes(value)
-        return self._check_size(key, value)
+        return self.check_size(key, value)
 
-    def _raise_failure(self, node: Node, operation: str, exc: BaseException) -> None:
+    def raise_failure(self, node: Node, operation: str, exc: BaseException) -> None:
         """Turn a pymemcache or socket error into the right beaker-core error (always raises)."""
         from pymemcache.exceptions import MemcacheServerError, MemcacheUnexpectedCloseError
         if isinstance(exc, MemcacheServerError) and "too large" in str(exc):
@@ -156,7 +160,7 @@ class MemcachedBackend(Backend):
         raise BackendError(f"memcached server {node.address} failed while {operation} ({self.describe()}): "
                            f"{detail}") from exc
 
-    def _raise_down(self, node: Node, operation: str) -> None:
+    def raise_down(self, node: Node, operation: str) -> None:
         """A call for the share of a server marked down: an error naming it, raised without trying it."""
         raise BackendError(f"memcached server {node.address} is down ({self.describe()}): {operation} not tried; "
                            f"it last failed with {node.last_error}")
@@ -166,13 +170,13 @@ class MemcachedBackend(Backend):
         are not about the server being unreachable (a value too large, a protocol error) are raised."""
         if exc is not None:
             try:
-                self._raise_failure(node, operation, exc)
+                self.raise_failure(node, operation, exc)
             except BackendError:
                 if self.strict or not node.down_until:
                     raise
                 return default
         if self.strict:
-            self._raise_down(node, operation)
+            self.raise_down(node, operation)
         return default
 
     # -- cache reads and writes: degrade when a server is down -----------------------------------------------------
@@ -184,7 +188,7 @@ class MemcachedBackend(Backend):
             return self._degrade(node, "reading", None, None)
         try:
             value = node.client().get(mapped)
-        except self._errors as exc:
+        except self.errors as exc:
             return self._degrade(node, "reading", exc, None)
         if node.down_until:
             node.mark_up()
@@ -199,7 +203,7 @@ class MemcachedBackend(Backend):
         if single is not None and not single.down_until and len(mapped) <= _GET_BATCH:
             try:  # the common case, kept short: one server, one round trip
                 found = single.client().get_values(mapped)
-            except self._errors as exc:
+            except self.errors as exc:
                 self._degrade(single, "reading", exc, None)
                 return [None] * len(mapped)
             return list(map(found.get, mapped))
@@ -213,7 +217,7 @@ class MemcachedBackend(Backend):
                 client = node.client()
                 for start in range(0, len(group), _GET_BATCH):
                     found.update(client.get_values([by_text[item] for item in group[start:start + _GET_BATCH]]))
-            except self._errors as exc:
+            except self.errors as exc:
                 self._degrade(node, "reading", exc, None)
                 continue
             if node.down_until:
@@ -222,19 +226,19 @@ class MemcachedBackend(Backend):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         value = self._value(key, value)
-        expire = self._expire(ttl)
-        mapped, node = self._locate(key)
+        expire = self.server_expiry(ttl)
+        mapped, node = self.locate(key)
         if node.down_until and node.skipped():
             return self._degrade(node, "writing", None, None)
         try:
             node.client().set(mapped, value, expire, noreply=False)
-        except self._errors as exc:
+        except self.errors as exc:
             return self._degrade(node, "writing", exc, None)
         if node.down_until:
             node.mark_up()
 
     def set_many(self, items: dict[str, Any], ttl: float | None = None) -> None:
-        expire = self._expire(ttl)
+        expire = self.server_expiry(ttl)
         by_mapped = {map_key(self.prefix, key): self._value(key, value) for key, value in items.items()}
         for node, group in self._ring.group(list(by_mapped)).items():
             if node.down_until and node.skipped():
@@ -242,7 +246,7 @@ class MemcachedBackend(Backend):
                 continue
             try:
                 node.client().set_many({mapped: by_mapped[mapped] for mapped in group}, expire, noreply=False)
-            except self._errors as exc:
+            except self.errors as exc:
                 self._degrade(node, "writing", exc, None)
                 continue
             if node.down_until:
@@ -251,20 +255,20 @@ class MemcachedBackend(Backend):
     # -- everything else: a failing server is an error naming it ---------------------------------------------------
 
     def _call(self, key: str, operation: str, method: str, *args: Any) -> Any:
-        mapped, node = self._locate(key)
+        mapped, node = self.locate(key)
         if node.down_until and node.skipped():
-            self._raise_down(node, operation)
+            self.raise_down(node, operation)
         try:
             result = getattr(node.client(), method)(mapped, *args)
-        except self._errors as exc:
-            self._raise_failure(node, operation, exc)
+        except self.errors as exc:
+            self.raise_failure(node, operation, exc)
         if node.down_until:
             node.mark_up()
         return result
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
         value = self._value(key, value)
-        return bool(self._call(key, "adding", "add", value, self._expire(ttl), False))
+        return bool(self._call(key, "adding", "add", value, self.server_expiry(ttl), False))
 
     def delete(self, key: str) -> bool:
         return bool(self._call(key, "deleting", "delete", False))
@@ -272,14 +276,14 @@ class MemcachedBackend(Backend):
     def delete_many(self, keys: Iterable[str]) -> None:
         for node, group in self._ring.group([map_key(self.prefix, key) for key in keys]).items():
             if node.down_until and node.skipped():
-                self._raise_down(node, "deleting")
+                self.raise_down(node, "deleting")
             try:
                 node.client().delete_many(group, noreply=False)
-            except self._errors as exc:
-                self._raise_failure(node, "deleting", exc)
+            except self.errors as exc:
+                self.raise_failure(node, "deleting", exc)
 
     def touch(self, key: str, ttl: float | None) -> bool:
-        return bool(self._call(key, "touching", "touch", self._expire(ttl), False))
+        return bool(self._call(key, "touching", "touch", self.server_expiry(ttl), False))
 
     def incr(self, key: str, delta: int = 1) -> int:
         """memcached's ``incr`` (created at 0 with ``add``); a negative delta or result falls back to a
@@ -302,9 +306,9 @@ class MemcachedBackend(Backend):
         return self._incr_by_cas(key, delta)
 
     def _incr_by_cas(self, key: str, delta: int) -> int:
-        mapped, node = self._locate(key)
+        mapped, node = self.locate(key)
         if node.down_until and node.skipped():
-            self._raise_down(node, "incrementing")
+            self.raise_down(node, "incrementing")
         for _ in range(records.MAX_ATTEMPTS):
             try:
                 client = node.client()
@@ -319,18 +323,18 @@ class MemcachedBackend(Backend):
                     raise BackendError(f"{self.describe()}: the value under {key!r} is not an integer") from None
                 if client.cas(mapped, str(value).encode("ascii"), token, 0, noreply=False):
                     return value
-            except self._errors as exc:
-                self._raise_failure(node, "incrementing", exc)
+            except self.errors as exc:
+                self.raise_failure(node, "incrementing", exc)
         raise BackendError(f"{self.describe()}: the counter {key!r} kept changing; gave up")
 
     def update(self, key: str, change: Any, ttl: float | None = None) -> bool:
         """Read, change and write ``key`` with ``gets``/``cas`` (``add`` when it is absent), retried when another
         client changed it in between; ``change(current)`` returns the new value, or None to leave the key alone.
         A failing server is an error naming it."""
-        mapped, node = self._locate(key)
+        mapped, node = self.locate(key)
         if node.down_until and node.skipped():
-            self._raise_down(node, "updating")
-        expire = self._expire(ttl)
+            self.raise_down(node, "updating")
+        expire = self.server_expiry(ttl)
         for _ in range(records.MAX_ATTEMPTS):
             try:
                 client = node.client()
@@ -343,8 +347,8 @@ class MemcachedBackend(Backend):
                     stored = client.add(mapped, new, expire, noreply=False)
                 else:
                     stored = client.cas(mapped, new, token, expire, noreply=False)
-            except self._errors as exc:
-                self._raise_failure(node, "updating", exc)
+            except self.errors as exc:
+                self.raise_failure(node, "updating", exc)
             if stored:
                 node.mark_up()
                 return True

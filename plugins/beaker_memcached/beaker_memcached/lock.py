@@ -54,11 +54,11 @@ class MemcachedLock(TokenLock):
         return super().url_key(url)
 
     def prepare(self) -> None:
-        self._mapped, self._node = self.backend._locate(LOCK_MARK + self.name)
+        self._mapped, self._node = self.backend.locate(LOCK_MARK + self.name)
         self._lease = _whole_seconds(self.lease)
 
     def _failed(self, operation: str, exc: BaseException) -> None:
-        self.backend._raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
+        self.backend.raise_failure(self._node, f"{operation} the lock {self.name!r}", exc)
 
     def _degraded(self, exc: BaseException | None) -> Any:
         """Grant the lock without exclusion because its server is down (non-strict backends only)."""
@@ -81,7 +81,7 @@ class MemcachedLock(TokenLock):
             return self._degraded(None)
         try:
             taken = self._node.client().add(self._mapped, token, self._lease, noreply=False)
-        except self.backend._errors as exc:
+        except self.backend.errors as exc:
             return self._degraded(exc)
         return token if taken else None
 
@@ -96,7 +96,7 @@ class MemcachedLock(TokenLock):
             holder, cas_id = client.gets(self._mapped)
             return holder == token and bool(client.cas(self._mapped, token, cas_id, _whole_seconds(ttl),
                                                        noreply=False))
-        except self.backend._errors as exc:
+        except self.backend.errors as exc:
             self._failed("renewing", exc)
             raise  # not reached: _failed raises the BackendError
 
@@ -109,7 +109,7 @@ class MemcachedLock(TokenLock):
             if holder == token and client.cas(self._mapped, _TOMBSTONE, cas_id, 1, noreply=False):
                 client.delete(self._mapped, noreply=False)
                 return True
-        except self.backend._errors as exc:
+        except self.backend.errors as exc:
             try:
                 self._failed("releasing", exc)
             except BackendError:

@@ -55,10 +55,10 @@ def decode(data: bytes, key: str) -> dict[str, bytes]:
 def merge(backend: Any, key: str, set_fields: dict[str, bytes], delete_fields: Iterable[str],
           ttl: float | None, create: bool) -> bool:
     """Apply the changes to the record under ``key`` (see :meth:`MemcachedBackend.merge_record`)."""
-    mapped, node = backend._locate(key)
+    mapped, node = backend.locate(key)
     if node.down_until and node.skipped():
-        backend._raise_down(node, "merging a record")
-    expire = backend._expire(ttl)
+        backend.raise_down(node, "merging a record")
+    expire = backend.server_expiry(ttl)
     deleted = list(delete_fields)
     sleep = 0.001
     for _ in range(MAX_ATTEMPTS):
@@ -68,7 +68,7 @@ def merge(backend: Any, key: str, set_fields: dict[str, bytes], delete_fields: I
             if current is None:
                 if not create:
                     return False
-                data = backend._check_size(key, encode(dict(set_fields)))
+                data = backend.check_size(key, encode(dict(set_fields)))
                 if client.add(mapped, data, expire, noreply=False):
                     node.mark_up()
                     return True
@@ -77,10 +77,10 @@ def merge(backend: Any, key: str, set_fields: dict[str, bytes], delete_fields: I
             for name in deleted:
                 fields.pop(name, None)
             fields.update(set_fields)
-            data = backend._check_size(key, encode(fields))
+            data = backend.check_size(key, encode(fields))
             stored = client.cas(mapped, data, token, expire, noreply=False)
-        except backend._errors as exc:
-            backend._raise_failure(node, "merging a record", exc)
+        except backend.errors as exc:
+            backend.raise_failure(node, "merging a record", exc)
         if stored:
             node.mark_up()
             return True

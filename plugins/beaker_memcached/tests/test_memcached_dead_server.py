@@ -34,7 +34,7 @@ def url(trio):
 
 
 def owner(backend, key):
-    return backend._locate(key)[1].address
+    return backend.locate(key)[1].address
 
 
 def test_keys_spread_over_the_three_servers(trio, url):

@@ -123,9 +123,9 @@ def test_one_server_of_three_hung_costs_only_its_share(server_factory):
     keys = [f"k{index}" for index in range(60)]
     for key in keys:
         cache.put(key, "stored")
-    counter_home = cache.backend._locate(cache._generation_key)[1].address
+    counter_home = cache.backend.locate(cache._generation_key)[1].address
     victim = next(server for server in trio if server.address != counter_home)
-    lost = {key for key in keys if cache.backend._locate(cache._prefix + key)[1].address == victim.address}
+    lost = {key for key in keys if cache.backend.locate(cache._prefix + key)[1].address == victim.address}
     assert 0 < len(lost) < len(keys)
     with stopped(victim):
         timed(lambda: cache.get_or_create(sorted(lost)[0], lambda: "computed"))  # the one timeout

@@ -197,7 +197,8 @@ class RedisBackend(Backend):
             self._client = shared_clients.checkout(key, lambda: self._connect(self.target, options))
             self._shared_key = key
         self.cluster = self.target.cluster
-        self._errors = _redis_errors()  # evaluated only when an exception is raised: costs nothing on success
+        #: the exceptions that mean the server failed (redis-py's and the socket's), for the lock as for the backend
+        self.errors = _redis_errors()
         self._down = _NEVER_DOWN if self.cluster else down_mark(self._client, self.dead_retry, self._password)
         self._get = self._client.get
         if self.cluster:
@@ -267,7 +268,7 @@ class RedisBackend(Backend):
             detail = f"no reply in time ({detail})"
         return detail
 
-    def _error(self, operation: str, exc: BaseException) -> BackendError:
+    def failure(self, operation: str, exc: BaseException) -> BackendError:
         """The error of a failed command; a server that could not be reached is marked down."""
         detail = self._detail(self.target, exc)
         if self._down is not _NEVER_DOWN and is_connection_failure(exc) \
@@ -311,8 +312,8 @@ class RedisBackend(Backend):
             self._refuse_while_down("GET")
         try:
             return self._get(self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
-        except self._errors as exc:
-            raise self._error("GET", exc) from exc
+        except self.errors as exc:
+            raise self.failure("GET", exc) from exc
 
     def get_many(self, keys: Iterable[str]) -> list[Any]:
         prefix = self._prefix_bytes
@@ -323,8 +324,8 @@ class RedisBackend(Backend):
             self._refuse_while_down("MGET")
         try:
             return self._mget(*encoded)
-        except self._errors as exc:
-            raise self._error("MGET", exc) from exc
+        except self.errors as exc:
+            raise self.failure("MGET", exc) from exc
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         if self._down.down_until:
@@ -334,8 +335,8 @@ class RedisBackend(Backend):
         px = None if ttl is None else _milliseconds(ttl)
         try:
             self._client.set(self._key(key), value, px=px)
-        except self._errors as exc:
-            raise self._error("SET", exc) from exc
+        except self.errors as exc:
+            raise self.failure("SET", exc) from exc
 
     def set_many(self, items: dict[str, Any], ttl: float | None = None) -> None:
         px = None if ttl is None else _milliseconds(ttl)
@@ -348,8 +349,8 @@ class RedisBackend(Backend):
             for key, value in items.items():
                 pipe.set(self._key(key), value if type(value) is bytes else _as_bytes(value, key), px=px)
             pipe.execute()
-        except self._errors as exc:
-            raise self._error("SET (pipelined)", exc) from exc
+        except self.errors as exc:
+            raise self.failure("SET (pipelined)", exc) from exc
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
         if self._down.down_until:
@@ -359,16 +360,16 @@ class RedisBackend(Backend):
         px = None if ttl is None else _milliseconds(ttl)
         try:
             return bool(self._client.set(self._key(key), value, nx=True, px=px))
-        except self._errors as exc:
-            raise self._error("SET NX", exc) from exc
+        except self.errors as exc:
+            raise self.failure("SET NX", exc) from exc
 
     def delete(self, key: str) -> bool:
         if self._down.down_until:
             self._refuse_while_down("DEL")
         try:
             return bool(self._client.delete(self._key(key)))
-        except self._errors as exc:
-            raise self._error("DEL", exc) from exc
+        except self.errors as exc:
+            raise self.failure("DEL", exc) from exc
 
     def delete_many(self, keys: Iterable[str]) -> None:
         if self._down.down_until:
@@ -377,8 +378,8 @@ class RedisBackend(Backend):
         try:
             for start in range(0, len(encoded), _BATCH):
                 self._client.delete(*encoded[start:start + _BATCH])
-        except self._errors as exc:
-            raise self._error("DEL", exc) from exc
+        except self.errors as exc:
+            raise self.failure("DEL", exc) from exc
 
     def touch(self, key: str, ttl: float | None) -> bool:
         if self._down.down_until:
@@ -391,8 +392,8 @@ class RedisBackend(Backend):
             pipe.persist(encoded)
             pipe.exists(encoded)
             return bool(pipe.execute()[1])
-        except self._errors as exc:
-            raise self._error("PEXPIRE" if ttl is not None else "PERSIST", exc) from exc
+        except self.errors as exc:
+            raise self.failure("PEXPIRE" if ttl is not None else "PERSIST", exc) from exc
 
     def incr(self, key: str, delta: int = 1) -> int:
         check_delta(delta)
@@ -400,8 +401,8 @@ class RedisBackend(Backend):
             self._refuse_while_down("INCRBY")
         try:
             return int(self._client.incrby(self._key(key), delta))
-        except self._errors as exc:
-            raise self._error("INCRBY", exc) from exc
+        except self.errors as exc:
+            raise self.failure("INCRBY", exc) from exc
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` (after the backend's own prefix), found with ``SCAN``: never ``KEYS``, which
@@ -413,8 +414,8 @@ class RedisBackend(Backend):
         try:
             for raw in self._client.scan_iter(match=pattern, count=_BATCH):
                 yield raw[strip:].decode("utf-8", "surrogatepass")
-        except self._errors as exc:
-            raise self._error("SCAN", exc) from exc
+        except self.errors as exc:
+            raise self.failure("SCAN", exc) from exc
 
     def delete_prefix(self, prefix: str) -> int:
         if self._down.down_until:
@@ -430,8 +431,8 @@ class RedisBackend(Backend):
                     batch = []
             if batch:
                 removed += self._client.delete(*batch)
-        except self._errors as exc:
-            raise self._error("SCAN/DEL", exc) from exc
+        except self.errors as exc:
+            raise self.failure("SCAN/DEL", exc) from exc
         return removed
 
     def clear(self) -> int:
@@ -463,8 +464,8 @@ class RedisBackend(Backend):
                         return True
                     except WatchError:
                         continue
-        except self._errors as exc:
-            raise self._error("WATCH/MULTI/EXEC update", exc) from exc
+        except self.errors as exc:
+            raise self.failure("WATCH/MULTI/EXEC update", exc) from exc
 
     # -- records (sessions): a hash per record, changed by one Lua script ------------------------------------------
 
@@ -474,8 +475,8 @@ class RedisBackend(Backend):
             self._refuse_while_down("HGETALL")
         try:
             fields = self._command("HGETALL", self._prefix_bytes + key.encode("utf-8", "surrogatepass"))
-        except self._errors as exc:
-            raise self._error("HGETALL", exc) from exc
+        except self.errors as exc:
+            raise self.failure("HGETALL", exc) from exc
         if not fields:
             return None
         if type(fields) is list:  # RESP2 as the connection parsed it: name, value, name, value...
@@ -496,8 +497,8 @@ class RedisBackend(Backend):
         args.extend(name.encode("utf-8", "surrogatepass") for name in delete_fields)
         try:
             return bool(self.run_script(_MERGE_RECORD, [self._key(key)], args))
-        except self._errors as exc:
-            raise self._error("merging a record", exc) from exc
+        except self.errors as exc:
+            raise self.failure("merging a record", exc) from exc
 
     def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; None when it has no TTL or does not exist (for tools and tests)."""
@@ -505,8 +506,8 @@ class RedisBackend(Backend):
             self._refuse_while_down("PTTL")
         try:
             remaining = self._client.pttl(self._key(key))
-        except self._errors as exc:
-            raise self._error("PTTL", exc) from exc
+        except self.errors as exc:
+            raise self.failure("PTTL", exc) from exc
         return remaining / 1000.0 if remaining >= 0 else None
 
     def cleanup(self) -> int:

@@ -55,21 +55,21 @@ class RedisLock(TokenLock):
     def store_token(self, token: bytes) -> bytes | None:
         try:
             taken = self.backend.client.set(self._key, token, nx=True, px=self._lease_ms)
-        except self.backend._errors as exc:
-            raise self.backend._error(f"acquiring the lock {self.name!r}", exc) from exc
+        except self.backend.errors as exc:
+            raise self.backend.failure(f"acquiring the lock {self.name!r}", exc) from exc
         return token if taken else None
 
     def renew_token(self, token: bytes, ttl: float) -> bool:
         try:
             return bool(self.backend.run_script(_RENEW, [self._key], [token, _milliseconds(ttl)]))
-        except self.backend._errors as exc:
-            raise self.backend._error(f"renewing the lock {self.name!r}", exc) from exc
+        except self.backend.errors as exc:
+            raise self.backend.failure(f"renewing the lock {self.name!r}", exc) from exc
 
     def remove_token(self, token: bytes) -> bool:
         try:
             return bool(self.backend.run_script(_RELEASE, [self._key], [token]))
-        except self.backend._errors as exc:
-            raise self.backend._error(f"releasing the lock {self.name!r}", exc) from exc
+        except self.backend.errors as exc:
+            raise self.backend.failure(f"releasing the lock {self.name!r}", exc) from exc
 
 
 def _milliseconds(seconds: float) -> int:
