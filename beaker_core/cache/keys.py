@@ -124,6 +124,8 @@ class KeySpec:
 
 
 def spec_of(func: Any) -> KeySpec:
+    """The :class:`KeySpec` of a function decorated by the cache decorators (its ``namespace``, how it makes keys);
+    a ConfigurationError for any other callable."""
     spec = getattr(getattr(func, "__func__", func), "_beaker_spec", None)
     if spec is None:
         raise ConfigurationError(f"{func!r} is not a function decorated by beaker_core's cache decorators")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..cache import Cache, CacheManager
+from ..cache import Cache, CacheManager, spec_of
 from ..util import parse_cache_config_options
 from .sessions import WSGIClient
 
@@ -120,7 +120,7 @@ def check_cache_config(config: Mapping[str, Any]) -> list[Cache]:
         _expect(created_again == [] and found == first,
                 f"{where}: a second CacheManager from the same configuration did not find the value "
                 f"(it got {found!r}, created {len(created_again)} times)")
-        caches.append(manager.get_cache_region(lookup._arg_namespace, region) if region
+        caches.append(manager.get_cache_region(spec_of(lookup).namespace, region) if region
                       else manager.get_cache(_NAMESPACE))
     return caches
 
