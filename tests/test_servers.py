@@ -6,7 +6,6 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 
@@ -16,7 +15,7 @@ from beaker_core.testing import servers
 from beaker_core.testing.servers import (ExternalServer, ServerFactory, ServerProcess, ServerUnavailable,
                                          SilentServer, absent_variable, accepts_connections, answers_http,
                                          declared_absent, find_binary, free_port, port_is_free, start_on_free_port,
-                                         stopped, timed)
+                                         run_test_module, stopped, timed)
 
 # An upper-casing echo server on the port given as its argument; it says where, as whom and with what it runs.
 TINY_SERVER = textwrap.dedent("""
@@ -299,15 +298,7 @@ def run_plugin_tests(tmp_path, **environment):
     binary = tmp_path / "tiny-server"
     binary.write_text(f"#!{sys.executable}\n{TINY_SERVER}")
     binary.chmod(0o755)
-    (tmp_path / "test_plugin.py").write_text(PLUGIN_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BEAKER_TEST_", "PYTEST_"))}
-    env.update({"BEAKER_TEST_TINY_SERVER": str(binary)}, **environment)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-rfEs", "-s", "-p", "no:cacheprovider",
-                             "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path),
-                             str(tmp_path / "test_plugin.py")],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
-    return result.returncode, result.stdout + result.stderr
+    return run_test_module(tmp_path, PLUGIN_TESTS, {"BEAKER_TEST_TINY_SERVER": str(binary), **environment})
 
 
 def test_fixture_fails_when_the_binary_is_missing(tmp_path):

@@ -417,6 +417,26 @@ def session_server(service: str, start: Callable[..., Any], *args: Any, url_env:
     return ExternalServer(url) if url else start_or_fail(service, start, *args, **kwargs)
 
 
+def run_test_module(directory: Any, source: str, environment: Mapping[str, str] | None = None,
+                    timeout: float = 120) -> tuple[int, str]:
+    """Run ``source`` as a pytest module of its own, in a fresh interpreter working in ``directory``, the way another
+    project's test suite would run a plugin's fixtures: with this process's environment minus every ``BEAKER_TEST_``
+    and ``PYTEST_`` variable, plus ``environment``. Returns pytest's exit status and its output (``-rfEs -s``: the
+    reasons of failures, errors and skips, and what the tests print)."""
+    directory = os.fspath(directory)
+    module = os.path.join(directory, "test_module.py")
+    with open(module, "w", encoding="utf-8") as handle:
+        handle.write(source)
+    with open(os.path.join(directory, "pytest.ini"), "w", encoding="utf-8") as handle:
+        handle.write("[pytest]\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BEAKER_TEST_", "PYTEST_"))}
+    env.update(environment or {})
+    result = subprocess.run([sys.executable, "-m", "pytest", "-rfEs", "-s", "-p", "no:cacheprovider",
+                             "-c", os.path.join(directory, "pytest.ini"), "--rootdir", directory, module],
+                            capture_output=True, text=True, cwd=directory, env=env, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
 class ServerFactory:
     """Starts private servers for one test (through :func:`start_or_fail`) and stops them all at the end.
 
@@ -446,5 +466,5 @@ __all__ = [
     "HOST", "START_TIMEOUT", "SEARCH_DIRS", "ServerUnavailable", "ServerProcess", "ExternalServer", "SilentServer",
     "ServerFactory", "port_is_free", "free_port", "find_binary", "accepts_connections", "answers_http",
     "start_on_free_port", "stopped", "timed", "absent_variable", "declared_absent", "skip_if_declared_absent",
-    "start_or_fail", "session_server",
+    "start_or_fail", "session_server", "run_test_module",
 ]

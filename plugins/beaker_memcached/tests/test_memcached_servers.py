@@ -1,13 +1,10 @@
 """The test servers of beaker_memcached.testing and their fixtures, with the real binary."""
-import os
 import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from beaker_core.testing.servers import ServerUnavailable, declared_absent
+from beaker_core.testing.servers import ServerUnavailable, declared_absent, run_test_module
 from beaker_memcached.testing import memcached_binary, memcached_command, start_memcached
 
 needs_memcached = pytest.mark.skipif(declared_absent("memcached"),
@@ -62,16 +59,7 @@ PLUGIN_TESTS = textwrap.dedent("""
 
 
 def run_plugin_tests(tmp_path, **environment):
-    (tmp_path / "test_plugin.py").write_text(PLUGIN_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("BEAKER_TEST_", "PYTEST_"))}
-    env.update(environment)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-rfEs", "-s", "-p", "no:cacheprovider",
-                             "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path),
-                             str(tmp_path / "test_plugin.py")],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
-    return result.returncode, result.stdout + result.stderr
+    return run_test_module(tmp_path, PLUGIN_TESTS, environment)
 
 
 def test_fixture_fails_when_the_binary_is_missing(tmp_path):

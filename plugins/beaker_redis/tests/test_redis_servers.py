@@ -4,13 +4,11 @@ The sentinel group is exercised by test_redis_sentinel.py.
 """
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from beaker_core.testing.servers import ServerUnavailable, declared_absent
+from beaker_core.testing.servers import ServerUnavailable, declared_absent, run_test_module
 from beaker_redis.testing import redis_binary, redis_command, start_redis, start_redis_cluster
 
 needs_redis = pytest.mark.skipif(declared_absent("redis"), reason="redis declared absent (BEAKER_TEST_NO_REDIS)")
@@ -89,16 +87,7 @@ PLUGIN_TESTS = textwrap.dedent("""
 
 
 def run_plugin_tests(tmp_path, **environment):
-    (tmp_path / "test_plugin.py").write_text(PLUGIN_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("BEAKER_TEST_", "PYTEST_"))}
-    env.update(environment)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-rfEs", "-s", "-p", "no:cacheprovider",
-                             "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path),
-                             str(tmp_path / "test_plugin.py")],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
-    return result.returncode, result.stdout + result.stderr
+    return run_test_module(tmp_path, PLUGIN_TESTS, environment)
 
 
 def test_fixture_fails_when_the_binary_is_missing(tmp_path):
