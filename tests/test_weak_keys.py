@@ -50,7 +50,7 @@ def test_weak_keys_and_why(key, reason):
 @pytest.mark.parametrize("key", [
     secrets.token_urlsafe(32), "correct horse, battery staple", "a-long-enough-secret-value", "abcde" * 3 + "f",
     secrets.token_bytes(32),
-])
+], ids=["random_text", "passphrase", "long_phrase", "mixed_repeats", "random_bytes"])  # ids the same in every run
 def test_strong_keys(key):
     assert key_weakness(key) is None
 
