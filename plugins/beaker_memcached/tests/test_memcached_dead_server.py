@@ -9,18 +9,11 @@ from beaker_core.middleware import SessionMiddleware
 from beaker_core.registry import Registry
 from beaker_core.session import KEY_PREFIX
 from beaker_core.testing.sessions import WSGIClient, session_app
-from beaker_memcached import fastpath
 from beaker_memcached.backend import MemcachedBackend
 from beaker_memcached.lock import MemcachedLock
 
 
-@pytest.fixture(autouse=True, params=["fast path", "fallback"])
-def client_path(request, monkeypatch):
-    """Every test runs with pymemcache's internals (beaker_memcached.fastpath) and with the public API they fall
-    back to: the failures must be the same."""
-    if request.param == "fallback":
-        monkeypatch.setattr(fastpath, "enabled", False)
-    return request.param
+pytestmark = pytest.mark.usefixtures("client_path")  # every test on the fast path and on its fallback
 
 
 @pytest.fixture

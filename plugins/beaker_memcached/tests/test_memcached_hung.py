@@ -12,19 +12,12 @@ from beaker_core.cache import Cache
 from beaker_core.exceptions import BackendError
 from beaker_core.registry import Registry
 from beaker_core.testing.servers import stopped, timed
-from beaker_memcached import fastpath
 from beaker_memcached.backend import MemcachedBackend
 
 FAST = 0.5  # seconds: a call that did not wait for the server
 
 
-@pytest.fixture(autouse=True, params=["fast path", "fallback"])
-def client_path(request, monkeypatch):
-    """Every test runs with pymemcache's internals (beaker_memcached.fastpath) and with the public API they fall
-    back to: the failures must be the same."""
-    if request.param == "fallback":
-        monkeypatch.setattr(fastpath, "enabled", False)
-    return request.param
+pytestmark = pytest.mark.usefixtures("client_path")  # every test on the fast path and on its fallback
 
 
 def counting(values):
