@@ -91,6 +91,10 @@ class Workers:
             raise AssertionError("a worker process failed:\n" + "\n".join(failures))
         return [outcomes[index][1] for index in range(len(self._processes))]
 
+    def crashed(self) -> bool:
+        """Whether a worker has already ended with an error exit code."""
+        return any(not process.is_alive() and process.exitcode not in (0, None) for process in self._processes)
+
     def stop(self) -> None:
         for process in self._processes:
             process.join(10)
@@ -258,3 +262,25 @@ def cache_lookup(cache_kwargs: dict[str, Any], namespace: str, key: str) -> Any:
 def cache_clear(cache_kwargs: dict[str, Any], namespace: str) -> None:
     from ..cache import Cache
     Cache(namespace, **cache_kwargs).clear()
+
+
+# -- a killed creator and its waiters (beaker_core.testing.locks.creator_and_waiters) ----------------------------
+
+def cache_creator(role: str, directory: str, cache_kwargs: dict[str, Any], namespace: str, lease: float | None,
+                  seconds: float) -> Any:
+    """``get_or_create`` of one key whose creator takes ``seconds``; leaves ``waiting-<role>-<pid>`` in ``directory``
+    before asking and ``run-<role>-<pid>`` when its creator runs. ``lease`` sets
+    :data:`beaker_core.locks.DEFAULT_LEASE` in this process first (None keeps the default)."""
+    if lease is not None:
+        from .. import locks
+        locks.DEFAULT_LEASE = float(lease)
+    from ..cache import Cache
+    cache = Cache(namespace, **cache_kwargs)
+
+    def create() -> str:
+        open(os.path.join(directory, f"run-{role}-{os.getpid()}"), "x").close()
+        time.sleep(seconds)
+        return f"made by {role}"
+
+    open(os.path.join(directory, f"waiting-{role}-{os.getpid()}"), "x").close()
+    return cache.get_or_create("key", create)

@@ -13,11 +13,7 @@ lease. :func:`creator_and_waiters` runs that last scenario through the caching A
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,25 +24,7 @@ import pytest
 from ..exceptions import LockTimeout
 from . import _workers
 from .backend import ConformanceBase, requires
-from .concurrency import run_in_threads, run_scripts
-
-_CREATOR_SCRIPT = """
-import json, os, sys, time
-role, directory, cache_kwargs, namespace, lease, seconds = sys.argv[2:8]
-if lease != "default":
-    import beaker_core.locks
-    beaker_core.locks.DEFAULT_LEASE = float(lease)
-from beaker_core.cache import Cache
-cache = Cache(namespace, **json.loads(cache_kwargs))
-
-def create():
-    open(os.path.join(directory, f"run-{role}-{os.getpid()}"), "x").close()
-    time.sleep(float(seconds))
-    return f"made by {role}"
-
-open(os.path.join(directory, f"waiting-{role}-{os.getpid()}"), "x").close()
-print(json.dumps(cache.get_or_create("key", create)), flush=True)
-"""
+from .concurrency import run_in_threads
 
 
 class CreatorAndWaiters(NamedTuple):
@@ -62,51 +40,41 @@ def creator_and_waiters(directory: Any, cache_kwargs: dict[str, Any], *, waiters
     processes ask for the same value; with ``kill`` the creator is killed (SIGKILL) once they all wait.
 
     ``lease`` sets :data:`beaker_core.locks.DEFAULT_LEASE` in every process (None keeps the default). Creator runs
-    are counted with files in ``directory``, so any backend will do.
+    are counted with files in ``directory``, so any backend will do. The processes are the suite's workers
+    (:mod:`beaker_core.testing._workers`): each builds its own ``Cache``, as an unrelated process would.
     """
     directory = os.fspath(directory)
     namespace = f"lease-{uuid.uuid4().hex[:12]}"
 
-    def argv(role: str, seconds: float) -> list[str]:
-        return [role, directory, json.dumps(cache_kwargs), namespace, "default" if lease is None else str(lease),
-                str(seconds)]
+    def args(role: str, seconds: float) -> tuple:
+        return (role, directory, cache_kwargs, namespace, lease, seconds)
 
     def files(start: str) -> list[str]:
         return [name for name in os.listdir(directory) if name.startswith(start)]
 
-    holder = subprocess.Popen([sys.executable, "-c", _CREATOR_SCRIPT, "-", *argv("holder", holder_seconds)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    outcome: dict[str, Any] = {}
+    holder = _workers.context().Process(target=_workers.cache_creator, args=args("holder", holder_seconds),
+                                        daemon=True)
+    holder.start()
     try:
-        _wait_until(lambda: files("run-holder-") or holder.poll() is not None, timeout)
-        assert holder.poll() is None, f"the creator ended before it was killed:\n{holder.communicate()[1]}"
-
-        def wait_in_processes() -> None:
-            try:
-                outcome["values"] = [json.loads(out) for out in run_scripts(
-                    directory, _CREATOR_SCRIPT, [argv(f"w{index}", waiter_seconds) for index in range(waiters)],
-                    timeout=timeout)]
-            except BaseException as exc:  # raised in the caller's thread below
-                outcome["error"] = exc
-        thread = threading.Thread(target=wait_in_processes, daemon=True)
-        thread.start()
-        _wait_until(lambda: len(files("waiting-w")) == waiters or not thread.is_alive(), timeout)
+        _wait_until(lambda: files("run-holder-") or not holder.is_alive(), timeout)
+        assert holder.is_alive(), f"the creator ended (exit code {holder.exitcode}) before it was killed"
+        workers = _workers.Workers()
+        for index in range(waiters):
+            workers.start(_workers.cache_creator, *args(f"w{index}", waiter_seconds))
+        _wait_until(lambda: len(files("waiting-w")) == waiters or workers.crashed(), timeout)
         time.sleep(0.5)  # every waiter is past its read, waiting for the lock
         started = time.monotonic()
         if kill:
-            holder.send_signal(signal.SIGKILL)
-        thread.join(timeout)
+            holder.kill()  # SIGKILL
+        values = workers.results(timeout)
         elapsed = time.monotonic() - started
-        if "error" in outcome:
-            raise outcome["error"]
-        assert not thread.is_alive(), f"the waiters did not finish within {timeout} seconds"
-        _, err = holder.communicate(timeout=timeout)
-        assert kill or holder.returncode == 0, f"the creator failed:\n{err}"
+        holder.join(timeout)
+        assert kill or holder.exitcode == 0, f"the creator failed with exit code {holder.exitcode}"
     finally:
-        if holder.poll() is None:
+        if holder.is_alive():
             holder.kill()
-            holder.wait()
-    return CreatorAndWaiters(elapsed, len(files("run-w")), outcome["values"])
+            holder.join()
+    return CreatorAndWaiters(elapsed, len(files("run-w")), values)
 
 
 def _wait_until(condition, timeout: float) -> None:
