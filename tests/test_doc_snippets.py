@@ -4,7 +4,9 @@ and run as written, each in a fresh ``python`` process whose working directory i
 A block must exit 0 and write nothing to stderr (no warning, no traceback). A block that is a pytest module (it
 defines a ``Test*`` class or a ``test_*`` function at its top level: a ``BackendConformance`` subclass, say) is
 written to ``tmp_path/test_block.py`` and run with ``python -m pytest`` instead: it must pass, with at least one
-test run.
+test run. A pytest block that is, statement for statement, a test module of the repository (the example plugin's
+conformance test, shown in two documents) is that module: the suite runs it where it lives, and this test checks
+that the block still says exactly what the module does.
 
 The text of a block changes in one place only, :func:`redirected`, for what would otherwise leave the test: a quoted
 absolute path under ``/var/`` or ``/tmp/`` (``"/var/lib/myapp/sessions"``) becomes the same path under
@@ -85,6 +87,25 @@ def is_pytest_module(source: str) -> bool:
                for node in ast.parse(source).body)
 
 
+#: the test modules the suite collects (pyproject's testpaths)
+TEST_MODULES = sorted(path for folder in ("tests", "plugins", "examples") for path in (ROOT / folder).rglob("test_*.py"))
+
+
+def statements(source: str) -> str:
+    """The code of a module without its docstring, as a comparable text."""
+    body = ast.parse(source).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return ast.dump(ast.Module(body=body, type_ignores=[]))
+
+
+def repository_test_module(source: str) -> Path | None:
+    """The test module of the repository whose statements are those of ``source``, if there is one."""
+    wanted = statements(source)
+    return next((path for path in TEST_MODULES if statements(path.read_text(encoding="utf-8")) == wanted), None)
+
+
 def test_every_block_is_run_or_listed():
     documents = {block.path.relative_to(ROOT).as_posix() for block in BLOCKS}
     assert {"README.md", "docs/sessions.md", "docs/caching.md"} <= documents, f"python blocks found in {documents}"
@@ -115,7 +136,9 @@ def test_doc_block_runs_as_written(block, tmp_path, request):
     redis_url = request.getfixturevalue("redis_server").url if LOCAL_REDIS.search(block.text) else None
     source = redirected(block.text, tmp_path, redis_url)
     name = block_id(block)
-    if is_pytest_module(source):
+    if is_pytest_module(source) and repository_test_module(source) is not None:
+        pass  # the block is that module of the suite, statement for statement: the suite runs it where it lives
+    elif is_pytest_module(source):
         (tmp_path / "test_block.py").write_text(source, encoding="utf-8")
         result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_block.py"],
                      tmp_path, PYTEST_TIMEOUT, name)
@@ -140,6 +163,14 @@ def test_redirected_changes_only_directories_and_the_local_redis_address(tmp_pat
                 '          "other.url": "redis://cache.example.com:6379/0", "path": "/", "log": "/srv/log"}\n')
     assert redirected(source, tmp_path, "redis://:pw@127.0.0.1:4242/0") == expected
     assert redirected(source, tmp_path).count("redis://127.0.0.1:6379/0") == 1
+
+
+def test_a_block_that_is_a_test_module_of_the_repository_is_recognised():
+    conformance = ROOT / "examples" / "beaker_example_plugin" / "tests" / "test_example_conformance.py"
+    text = conformance.read_text(encoding="utf-8")
+    body = text.split('"""', 2)[2].lstrip("\n")  # without its docstring
+    assert repository_test_module(body) == conformance
+    assert repository_test_module(body.replace("10_000", "10_001")) is None
 
 
 def test_a_fragment_is_found_and_a_pytest_module_recognised():
