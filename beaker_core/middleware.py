@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from .registry import Registry
 from .session import Session, SessionManager, lazy_session, session_options
-from .util import coerce_session_params
+from .util import coerce_session_params, parse_cache_config_options
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class CacheMiddleware:
 
     def __init__(self, wrap_app: Callable, config: Mapping[str, Any] | None = None,
                  environ_key: str = "beaker.cache", **kwargs: Any):
-        # imported here, so that an application using sessions only does not load the caching layer
-        from .cache.manager import CacheManager
-        from .util import parse_cache_config_options
+        from .cache import CacheManager  # here: an application using sessions only does not load the caching layer
 
         self.app = wrap_app
         settings = dict(config or {})

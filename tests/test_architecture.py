@@ -4,6 +4,7 @@
 - no private name (one leading underscore) imported from another module, or read as an attribute of an imported
   module;
 - inside a package, modules import each other, never the package's face (an ``__init__`` that re-exports them);
+  outside it, code imports the face, never the modules behind it;
 - the cache and the session never import a concrete backend: what a fast path needs is a capability the backend
   declares;
 - the public import paths of Beaker's API answer.
@@ -172,10 +173,26 @@ def test_modules_inside_a_package_never_import_its_face():
     assert wrong == []
 
 
+#: the feature packages whose face is their whole public API (beaker_core.testing, by contrast, is a set of toolkits
+#: imported module by module: beaker_core.testing.servers, .clock, .docs)
+FEATURES = ["beaker_core.cache", "beaker_core.session"]
+
+
+def test_other_modules_use_a_feature_through_its_face():
+    wrong = []
+    faces = FEATURES
+    for name in SOURCES:
+        for line, target, _ in imports(name):
+            for face in faces:
+                if target.startswith(face + ".") and not (name == face or name.startswith(face + ".")):
+                    wrong.append(f"{name}:{line} imports {target}: import from {face}")
+    assert wrong == []
+
+
 CONCRETE_BACKENDS = {"beaker_core.backends.memory", "beaker_core.backends.file", "beaker_core.backends.dbm"}
 
 
-@pytest.mark.parametrize("feature", ["beaker_core.cache", "beaker_core.session"])
+@pytest.mark.parametrize("feature", FEATURES)
 def test_features_never_import_a_concrete_backend(feature):
     users = [name for name in SOURCES if name == feature or name.startswith(feature + ".")]
     assert users
