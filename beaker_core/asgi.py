@@ -57,15 +57,15 @@ class SessionMiddleware:
                  **kwargs: Any):
         self.app = app
         self.options = session_options(config, **kwargs)
-        self.session_config = SessionManager(self.options, registry=registry)
+        self.session_manager = SessionManager(self.options, registry=registry)
         # cookie sessions and process-local stores are read without I/O, so they can stay lazy on the loop
-        self.lazy = self.session_config.is_cookie or not getattr(self.session_config.backend, "shared", True)
+        self.lazy = self.session_manager.is_cookie or not getattr(self.session_manager.backend, "shared", True)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        config = self.session_config
+        config = self.session_manager
         header = _cookie_header(scope)
         holder: Any
         if self.lazy:
@@ -103,7 +103,7 @@ class SessionMiddleware:
         await self.app(scope, receive, send_with_cookie)
 
     def _load(self, request: dict) -> Session:
-        return Session(request, manager=self.session_config)
+        return Session(request, manager=self.session_manager)
 
     @staticmethod
     def _used_session(holder: Any) -> Session | CookieSession | None:

@@ -38,21 +38,21 @@ class SessionMiddleware:
                  environ_key: str = "beaker.session", *, registry: Registry | None = None, **kwargs: Any):
         self.wrap_app = self.app = wrap_app
         self.options = session_options(config, **kwargs)
-        self.session_config = SessionManager(self.options, registry=registry)
+        self.session_manager = SessionManager(self.options, registry=registry)
         coerce_session_params(self.options)  # Beaker's options hold coerced values, and code reads them
         self.environ_key = environ_key
-        self._webtest_varname = self.session_config.webtest_varname
+        self._webtest_varname = self.session_manager.webtest_varname
         self._server_checked = False
         self._get_session_bound = self._get_session
 
     def _get_session(self) -> Session:
         """A session not tied to the request's cookie (Beaker's ``environ['beaker.get_session']()``)."""
-        return Session({}, use_cookies=False, manager=self.session_config)
+        return Session({}, use_cookies=False, manager=self.session_manager)
 
     def _check_server(self, environ: dict) -> None:
         """Warn once when sessions kept in one process's memory are served by several processes."""
         self._server_checked = True
-        backend = self.session_config.backend
+        backend = self.session_manager.backend
         if backend is not None and not getattr(backend, "shared", True) and environ.get("wsgi.multiprocess"):
             message = (f"sessions are kept in {backend.describe()}, but this server runs several processes "
                        f"(wsgi.multiprocess): a request served by another process will not find its session. "
@@ -63,7 +63,7 @@ class SessionMiddleware:
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         if not self._server_checked:
             self._check_server(environ)
-        session = lazy_session(environ, self.session_config)
+        session = lazy_session(environ, self.session_manager)
         environ[self.environ_key] = session
         environ["beaker.get_session"] = self._get_session_bound
         if self._webtest_varname:

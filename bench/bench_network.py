@@ -197,7 +197,7 @@ def redis_session_scenario(url: str, raw) -> Scenario:
     make_core = lambda: SessionMiddleware(counter_with_save, core_options)  # noqa: E731
     make_old = lambda: BeakerSessionMiddleware(counter_with_save, old_options)  # noqa: E731
     core_app = make_core()
-    core_backend = core_app.session_config.backend
+    core_backend = core_app.session_manager.backend
     core_client = Client(core_app)
     core_client.request()
     old_client = Client(make_old())

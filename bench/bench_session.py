@@ -151,7 +151,7 @@ def backend_step(app: SessionMiddleware) -> Contender:
 
     client = Client(app)
     client.request()
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     record = backend.get(KEY_PREFIX + client.cookie.split("=", 1)[1])
     if record is None:
         raise SystemExit("the session record was not found under the key its cookie names")

@@ -41,7 +41,7 @@ def test_payload_is_json_not_pickle():
     app = app_with()
     client = WSGIClient(app)
     client.json("/set?name=ada")
-    config = app.session_config
+    config = app.session_manager
     plaintext = config.cipher.decrypt_text(client.cookies[KEY], KEY.encode())
     record = json.loads(plaintext)
     assert record["d"] == {"name": "ada"} and set(record) == {"i", "c", "a", "d"}

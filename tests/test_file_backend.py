@@ -431,7 +431,7 @@ def test_file_sessions_save_with_one_update_and_no_lock(tmp_path):
     inode = os.stat(path).st_ino
     assert client.request("/incr")[2] == b"4"
     assert os.stat(path).st_ino == inode  # saved in place
-    assert app.session_config.atomic_update is True
+    assert app.session_manager.atomic_update is True
     assert sorted(os.listdir(data_dir)) == [os.path.relpath(path, data_dir)[:2]]  # no lock directory
     registry.close()
 

@@ -191,8 +191,8 @@ class Driver:
     def close(self) -> None:
         self.loop.close()
         for middleware in (self.wsgi, self.asgi):
-            if middleware.session_config.backend is not None:  # cookie sessions have none
-                middleware.session_config.backend.close()
+            if middleware.session_manager.backend is not None:  # cookie sessions have none
+                middleware.session_manager.backend.close()
 
     def _real(self, interface: str) -> tuple[str, str]:
         status, set_cookies, (is_new, session_id) = self.call(interface, [], None)
@@ -345,7 +345,7 @@ def fuzz_cookie_headers(options: dict, *, jail: str | None = None, data_dir: str
 def backend_session_ids(middleware_options: dict) -> Callable[[], set[str]]:
     """The session ids a store holds, read through a backend of the same configuration."""
     def read() -> set[str]:
-        backend = WSGISessionMiddleware(lambda environ, start_response: [], middleware_options).session_config.backend
+        backend = WSGISessionMiddleware(lambda environ, start_response: [], middleware_options).session_manager.backend
         try:
             keys = list(backend.keys())
         finally:

@@ -75,7 +75,7 @@ def test_an_application_error_saves_nothing():
     failing_app = SessionMiddleware(failing, {"session.type": "memory"}, registry=Registry())
     with pytest.raises(RuntimeError):
         WSGIClient(failing_app).request("/")
-    assert len(failing_app.session_config.backend._data) == 0
+    assert len(failing_app.session_manager.backend._data) == 0
 
 
 def test_error_page_with_exc_info_still_saves_the_session():

@@ -72,7 +72,7 @@ def app(request, registry, tmp_path):
 
 
 def calls_of(app, client, path):
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     backend.calls.clear()
     status, headers, body = client.request(path)
     return dict(backend.calls), set_cookies(headers)
@@ -103,7 +103,7 @@ def test_modified_session_is_a_read_and_a_locked_read_modify_write(app):
     client.json("/incr")
     calls, cookies = calls_of(app, client, "/incr")
     # the load, then under the session's lock: the re-read and the write (the file backend: one atomic update)
-    expected = {"get": 1, "update": 1} if app.session_config.atomic_update else {"get": 2, "set": 1}
+    expected = {"get": 1, "update": 1} if app.session_manager.atomic_update else {"get": 2, "set": 1}
     assert calls == expected and cookies == []
 
 
@@ -377,7 +377,7 @@ def test_explicit_save_is_not_followed_by_a_refresh(registry, tmp_path, fake_clo
     client = WSGIClient(middleware)
     client.request("/")
     fake_clock.advance(0.15)
-    backend = middleware.session_config.backend
+    backend = middleware.session_manager.backend
     backend.calls.clear()
     client.request("/")
     assert dict(backend.calls) == {"get": 1, "update": 1}

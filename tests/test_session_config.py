@@ -204,7 +204,7 @@ def test_every_key_of_beakers_session_configuration_is_accepted(tmp_path, sessio
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # data_dir and lock_dir mean nothing to memory and cookie
         config = SessionMiddleware(session_app, {f"session.{key}": value for key, value in options.items()},
-                                   registry=Registry(load_entrypoints=False)).session_config
+                                   registry=Registry(load_entrypoints=False)).session_manager
     assert (config.type, config.key, config.timeout, config.secure) == (session_type, "sid", 600, True)
     assert config.webtest_varname == "session"
 
@@ -288,9 +288,9 @@ def test_sliding_cookie_is_sent_again_on_each_use():
 def test_paste_deploy_factories():
     global_conf = {"here": "/srv", "session.type": "memory", "session.key": "from_global"}
     filter_app = session_filter_factory(global_conf, **{"session.key": "sid"})(session_app)
-    assert isinstance(filter_app, SessionMiddleware) and filter_app.session_config.key == "sid"
+    assert isinstance(filter_app, SessionMiddleware) and filter_app.session_manager.key == "sid"
     app = session_filter_app_factory(session_app, global_conf)
-    assert app.session_config.key == "from_global"
+    assert app.session_manager.key == "from_global"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _cookie(app)

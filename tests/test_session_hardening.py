@@ -45,7 +45,7 @@ def app(request, tmp_path):
     # a cookie that passes every check but names no stored session: a stale one, or one signed before a reset
     unknown = "A" * 32
     if request.param == "signed":
-        unknown = middleware.session_config.signer.sign(unknown)
+        unknown = middleware.session_manager.signer.sign(unknown)
     elif request.param == "cookie":
         unknown = "AQ" + "A" * 60  # a token of the right shape that does not decrypt
     middleware.unknown_cookie = f"beaker.session.id={unknown}"

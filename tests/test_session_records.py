@@ -103,7 +103,7 @@ def app():
 
 def test_a_modified_session_is_one_read_and_one_merge(app):
     client = WSGIClient(app)
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     client.json("/incr")
     backend.calls.clear()
     assert client.json("/incr") == 2
@@ -114,7 +114,7 @@ def test_only_this_requests_fields_are_sent(app):
     client = WSGIClient(app)
     client.json("/set?a=1&b=2&c=3")
     session_id = client.json("/id")
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     seen = []
     original = backend.merge_record
 
@@ -165,7 +165,7 @@ def test_an_ended_session_is_not_recreated_by_a_late_save():
 
 def test_untouched_and_read_only_requests(app):
     client = WSGIClient(app)
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     client.json("/incr")
     backend.calls.clear()
     _, headers, _ = client.request("/noop")
@@ -245,7 +245,7 @@ def test_atomic_update_saves_with_one_read_and_one_update():
                             registry=registry)
     client = WSGIClient(app)
     client.json("/incr")
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     backend.calls.clear()
     assert client.json("/incr") == 2
     assert dict(backend.calls) == {"get": 1, "update": 1}

@@ -172,8 +172,8 @@ class SessionConformance(ConformanceBase):
         return WSGIClient(make_app())
 
     def stored(self, app: SessionMiddleware, session_id: str) -> Any:
-        return app.session_config.backend.get(KEY_PREFIX + session_id) if not app.session_config.atomic_records \
-            else app.session_config.backend.get_record(KEY_PREFIX + session_id)
+        return app.session_manager.backend.get(KEY_PREFIX + session_id) if not app.session_manager.atomic_records \
+            else app.session_manager.backend.get_record(KEY_PREFIX + session_id)
 
     # -- the quickstart ------------------------------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ def test_strict_lock_and_always_strict_operations_name_the_dead_server(trio, url
 def test_sessions_on_the_dead_server_fail_naming_it_and_the_others_keep_working(trio, url):
     app = SessionMiddleware(session_app, {"session.type": "ext:memcached", "session.url": url,
                                           "session.timeout": "300"}, registry=Registry())
-    backend = app.session_config.backend
+    backend = app.session_manager.backend
     victim = trio[0]
     clients = []
     for _ in range(30):
