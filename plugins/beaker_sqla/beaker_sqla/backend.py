@@ -193,7 +193,7 @@ def _create_engine(url: Any, engine_options: dict, owner: str) -> Any:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     backend_name = url.get_backend_name()
-    driver = url.get_driver_name()
+    driver = url.drivername.partition("+")[2] or "the default"
     if backend_name not in SUPPORTED_DIALECTS:
         raise ConfigurationError(
             f"{owner}: the url option {public_url(url)!r} names the database {backend_name!r}; this backend "
@@ -216,6 +216,10 @@ def _create_engine(url: Any, engine_options: dict, owner: str) -> Any:
             f"{owner}: SQLAlchemy has no driver {driver!r} for {backend_name} (url option {public_url(url)!r}); "
             f"use e.g. {URL_EXAMPLES}") from None
     except ImportError as exc:
+        try:
+            driver = url.get_driver_name()  # the dialect's default driver when the url names none
+        except Exception:
+            pass
         package = DRIVERS.get(driver, driver)
         raise ConfigurationError(
             f"{owner}: the url option {public_url(url)!r} needs the {driver} driver, which is not installed "
