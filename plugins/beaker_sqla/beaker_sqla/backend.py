@@ -597,7 +597,6 @@ class SqlaBackend(Backend):
         return self._run("deleting", lambda conn: conn.execute(self._delete, {"k": stored}).rowcount > 0, write=True)
 
     def delete_many(self, keys: Iterable[str]) -> None:
-        import sqlalchemy as sa
 
         stored = list(dict.fromkeys(encode_key(key)[0] for key in keys))
         if not stored:
@@ -693,7 +692,6 @@ class SqlaBackend(Backend):
 
     def touch_if(self, key: str, value: bytes, ttl: float) -> bool:
         """Give ``key`` ``ttl`` more seconds only while it holds ``value`` and is live; return whether it did."""
-        import sqlalchemy as sa
 
         stored, _ = encode_key(key)
         c = self.table.c

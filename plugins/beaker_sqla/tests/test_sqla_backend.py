@@ -14,7 +14,7 @@ from beaker_core.testing.docs import check_cache_config, check_session_counts
 from beaker_core.testing.sessions import WSGIClient, session_app
 from beaker_sqla import make_table as face_make_table
 from beaker_sqla.backend import (DIRECT_KEY_BYTES, KEY_BYTES, READABLE_BYTES, SqlaBackend, make_cache_table,
-                                 make_table, shared_engines)
+                                 make_table)
 from beaker_sqla.lock import SqlaLock
 
 
