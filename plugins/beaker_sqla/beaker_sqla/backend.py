@@ -411,8 +411,10 @@ class SqlaBackend(Backend):
             self._upsert = new.on_conflict_do_update(index_elements=[c.key], set_=replace)
             self._add = new.on_conflict_do_update(
                 index_elements=[c.key], set_=replace,
-                where=sa.and_(c.expires.is_not(None), c.expires <= sa.bindparam("now")))
-            self._insert_new = new.on_conflict_do_nothing(index_elements=[c.key])
+                where=sa.and_(c.expires.is_not(None), c.expires <= sa.bindparam("now"))
+            ).execution_options(preserve_rowcount=True)  # psycopg reports -1 for an INSERT unless asked
+            self._insert_new = new.on_conflict_do_nothing(index_elements=[c.key]).execution_options(
+                preserve_rowcount=True)
         else:
             from sqlalchemy.dialects.mysql import insert
 
