@@ -1,5 +1,5 @@
 """The conformance suite on SQLite (a database file: the embedded default, no server). The PostgreSQL and MariaDB
-runs are in test_sqla_postgresql.py and test_sqla_mariadb.py."""
+runs are in test_sqla_databases.py."""
 from beaker_core.testing import BackendConformance
 
 

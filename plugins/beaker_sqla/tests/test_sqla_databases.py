@@ -1,4 +1,5 @@
-"""The ``sqla`` backend on a real PostgreSQL server: the conformance suite, and a database restarted mid-run."""
+"""The ``sqla`` backend on real PostgreSQL and MariaDB servers: the conformance suite on each, and a database
+killed or restarted mid-run."""
 import pytest
 
 from beaker_core.exceptions import BackendError
@@ -7,6 +8,9 @@ from beaker_core.registry import Registry
 from beaker_core.testing import BackendConformance
 from beaker_core.testing.sessions import WSGIClient, session_app
 from beaker_sqla.backend import SqlaBackend
+
+#: each server kind, and the dialect names SQLAlchemy gives it
+DIALECTS = {"postgresql": ("postgresql",), "mariadb": ("mysql", "mariadb")}
 
 
 class TestSqlaPostgresqlConformance(BackendConformance):
@@ -20,10 +24,27 @@ class TestSqlaPostgresqlConformance(BackendConformance):
         return {"url": self.url}
 
 
-def test_the_backend_uses_the_postgresql_dialect(postgresql_server):
-    backend = SqlaBackend(url=postgresql_server.url)
+class TestSqlaMariadbConformance(BackendConformance):
+    backend = "sqla"
+
+    @pytest.fixture(autouse=True)
+    def _server(self, mariadb_server):
+        self.url = mariadb_server.url
+
+    def make_options(self, tmp_path):
+        return {"url": self.url}
+
+
+@pytest.fixture(params=sorted(DIALECTS))
+def kind(request):
+    """Each database server kind in turn."""
+    return request.param
+
+
+def test_the_backend_uses_the_servers_dialect(kind, request):
+    backend = SqlaBackend(url=request.getfixturevalue(f"{kind}_server").url)
     try:
-        assert backend.dialect == "postgresql"
+        assert backend.dialect in DIALECTS[kind]
         backend.set("dialect-check", b"v")
         assert backend.get("dialect-check") == b"v"
     finally:
@@ -31,8 +52,8 @@ def test_the_backend_uses_the_postgresql_dialect(postgresql_server):
         backend.close()
 
 
-def test_a_database_killed_mid_run_gives_backend_errors_then_recovers(server_factory):
-    server = server_factory.postgresql()
+def test_a_database_killed_mid_run_gives_backend_errors_then_recovers(server_factory, kind):
+    server = getattr(server_factory, kind)()
     backend = SqlaBackend(url=server.url)
     try:
         backend.set("k", b"v")
@@ -52,8 +73,8 @@ def test_a_database_killed_mid_run_gives_backend_errors_then_recovers(server_fac
         backend.close()
 
 
-def test_a_database_restarted_between_two_calls_is_not_noticed(server_factory):
-    server = server_factory.postgresql()
+def test_a_database_restarted_between_two_calls_is_not_noticed(server_factory, kind):
+    server = getattr(server_factory, kind)()
     backend = SqlaBackend(url=server.url)
     try:
         backend.set("k", b"v")  # the pool holds a connection, which the restart ends
@@ -63,8 +84,8 @@ def test_a_database_restarted_between_two_calls_is_not_noticed(server_factory):
         backend.close()
 
 
-def test_an_application_keeps_its_sessions_across_a_database_restart(server_factory):
-    server = server_factory.postgresql()
+def test_an_application_keeps_its_sessions_across_a_database_restart(server_factory, kind):
+    server = getattr(server_factory, kind)()
     app = SessionMiddleware(session_app, {"session.type": "ext:database", "session.url": server.url,
                                           "session.timeout": "300"}, registry=Registry())
     client = WSGIClient(app)
