@@ -85,3 +85,18 @@ class InstancePool:
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable pool key for ``value``, options included: dicts (sorted by key), lists, tuples and sets become
+    tuples, recursively; a value that cannot be hashed (a client or engine object passed in) stands for itself, by
+    identity."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(key), freeze(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(freeze(item) for item in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value

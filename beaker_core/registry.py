@@ -28,7 +28,7 @@ import pluggy
 
 from . import hookspecs
 from .exceptions import ConfigurationError, DuplicatePlugin, PluginLoadError, PluginNotFound
-from .pool import InstancePool
+from .pool import InstancePool, freeze
 from .util import fit_options
 
 KINDS = ("backend", "serializer", "lock")
@@ -318,7 +318,7 @@ class Registry:
             fitted = fit_options(registration.factory, f"the {registration.name} backend", options,
                                  optional=("data_dir", "lock_dir"))
             return registration.factory(**fitted)
-        return self._backends.get((registration.name, _freeze(options)), create)
+        return self._backends.get((registration.name, freeze(options)), create)
 
     def close(self) -> None:
         """Close every backend this registry opened."""
@@ -330,17 +330,6 @@ def _close_backend(backend: Any) -> None:
     if close is not None:
         close()
 
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((key, _freeze(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(_freeze(item) for item in value)
-    try:
-        hash(value)
-    except TypeError:
-        return ("id", id(value))
-    return value
 
 
 def _core_version() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from beaker_core.pool import InstancePool
+from beaker_core.pool import InstancePool, freeze
 from beaker_core.testing.concurrency import run_in_threads
 
 
@@ -90,3 +90,11 @@ def test_create_may_use_the_same_pool():
     pool, _ = closing_pool()
     outer = pool.get("outer", lambda: (pool.get("inner", lambda: Client("inner")), Client("outer")))
     assert outer[0] is pool.get("inner", lambda: Client("never made")) and len(pool) == 2
+
+
+def test_freeze_makes_equal_options_one_key_and_keeps_unhashable_objects_apart():
+    assert freeze({"b": [1, {"c": 2}], "a": "x"}) == freeze({"a": "x", "b": (1, {"c": 2})})
+    assert hash(freeze({"b": [1, {"c": 2}], "a": {3}}))
+    assert freeze({"a": 1}) != freeze({"a": "1"})
+    assert freeze({"client": bytearray()}) != freeze({"client": bytearray()})  # unhashable: by identity
+    assert freeze([[], {1}]) == ((), (1,))  # lists and sets become tuples, by value

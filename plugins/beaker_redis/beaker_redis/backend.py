@@ -16,10 +16,11 @@ from typing import Any, Iterable, Iterator
 from beaker_core.backends import Backend, check_delta, check_ttl
 from beaker_core.backends.health import DEFAULT_DEAD_RETRY, DownMark, waited
 from beaker_core.exceptions import BackendError, ConfigurationError, SerializationError
+from beaker_core.pool import freeze
 from beaker_core.util import coerce_float
 
 from .cluster import connect_cluster, is_cluster_url, join_urls, parse_cluster_url
-from .connection import (Target, client_options, describe_client, down_mark, freeze, is_connection_failure,
+from .connection import (Target, client_options, describe_client, down_mark, is_connection_failure,
                          parse_single_url, redis_timeouts, scrub, shared_clients)
 from .fastpath import direct_commands, reply_timed_out, use_kernel_timeouts
 from .sentinel import (SentinelTarget, connect_sentinel, describe_sentinel_client, is_sentinel_url,

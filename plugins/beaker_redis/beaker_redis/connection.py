@@ -139,10 +139,6 @@ def close_client(client: Any) -> None:
 shared_clients = InstancePool(close=close_client)
 
 
-def freeze(options: dict[str, Any]) -> tuple:
-    return tuple(sorted((key, repr(value)) for key, value in options.items()))
-
-
 # -- down marks ---------------------------------------------------------------------------------------------------
 
 def is_connection_failure(error: BaseException) -> bool:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator
 from beaker_core import clock
 from beaker_core.backends import Backend, check_delta, check_ttl, deadline
 from beaker_core.exceptions import BackendError, ConfigurationError, ValueTooLarge
-from beaker_core.pool import InstancePool
+from beaker_core.pool import InstancePool, freeze
 from beaker_core.util import coerce_bool, coerce_int, coerce_str, unknown_options
 
 log = logging.getLogger(__name__)
@@ -147,17 +147,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((str(key), _freeze(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item) for item in value)
-    try:
-        hash(value)
-    except TypeError:
-        return ("id", id(value))
-    return value
-
 
 def parse_url(url: Any, owner: str) -> Any:
     """``url`` as a SQLAlchemy ``URL``, or ConfigurationError naming the option."""
@@ -185,7 +174,7 @@ def _engine_key(url: Any, engine_options: dict) -> Any:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
             and not url.database.startswith("file:"):
         url = url.set(database=os.path.abspath(url.database))
-    return url.render_as_string(hide_password=False), _freeze(engine_options)
+    return url.render_as_string(hide_password=False), freeze(engine_options)
 
 
 def _create_engine(url: Any, engine_options: dict, owner: str) -> Any:
